@@ -1,0 +1,345 @@
+//! catalyst-api: the kubeconfig PUT and the classification of every answer
+//! the contract allows (see shared/contract.md §3).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
+
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::retry::{Classify, Retry, Verdict, is_refused};
+use crate::token::BearerToken;
+
+/// Error bodies are short JSON; more than this is not read.
+const MAX_ERROR_BODY: usize = 4096;
+
+pub(crate) struct CatalystApi {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    token: BearerToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// 204: stored now.
+    Captured,
+    /// 403 `already-set` after the token matched: an earlier attempt whose
+    /// answer was lost (or a peer) delivered it.
+    AlreadyCaptured,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PutError {
+    #[error("cannot reach catalyst-api: {0}")]
+    Transport(#[source] reqwest::Error),
+    #[error("catalyst-api answered {status} {code}: {detail}")]
+    Status {
+        status: u16,
+        code: String,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "catalyst-api redirected to {location:?} ({status}); not following, so the bearer token stays put"
+    )]
+    Redirect { status: u16, location: String },
+}
+
+impl Classify for PutError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            PutError::Transport(e) => Verdict::Retry(Retry {
+                refused: is_refused(e),
+                after: None,
+            }),
+            PutError::Redirect { .. } => Verdict::Permanent(Exit::Protocol),
+            PutError::Status {
+                status,
+                retry_after,
+                ..
+            } => match *status {
+                401 | 403 => Verdict::Permanent(Exit::Rejected),
+                422 => Verdict::Permanent(Exit::Data),
+                // A misrouted ingress heals; the caller logs it loudly.
+                404 => Verdict::Retry(Retry::default()),
+                408 | 425 | 429 | 500..=599 => Verdict::Retry(Retry {
+                    after: *retry_after,
+                    refused: false,
+                }),
+                _ => Verdict::Permanent(Exit::Protocol),
+            },
+        }
+    }
+}
+
+impl CatalystApi {
+    pub(crate) fn new(config: &Config, token: BearerToken) -> anyhow::Result<CatalystApi> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .user_agent(concat!("catalyst-bootstrap/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &config.ca_bundle {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading ca_bundle {}", path.display()))
+                .context(Exit::Config)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .with_context(|| format!("ca_bundle {} holds no PEM certificate", path.display()))
+                .context(Exit::Config)?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder
+            .build()
+            .context("building the HTTPS client for catalyst-api")?;
+        let mut url = config.catalyst_api_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("catalyst_api_url cannot be a base URL"))
+            .context(Exit::Config)?
+            .pop_if_empty()
+            .extend([
+                "api",
+                "v1",
+                "deployments",
+                &config.deployment_id,
+                "kubeconfig",
+            ]);
+        if let Some(region) = &config.region {
+            url.query_pairs_mut().append_pair("region", region);
+        }
+        Ok(CatalystApi { http, url, token })
+    }
+
+    pub(crate) fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// One PUT of the kubeconfig, classified.
+    pub(crate) async fn put_kubeconfig(&self, body: Bytes) -> Result<Delivery, PutError> {
+        let mut res = self
+            .http
+            .put(self.url.clone())
+            .header(AUTHORIZATION, self.token.header_value())
+            .header(CONTENT_TYPE, "application/x-yaml")
+            .body(body)
+            .send()
+            .await
+            .map_err(PutError::Transport)?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let mut text = Vec::new();
+        while text.len() < MAX_ERROR_BODY {
+            match res.chunk().await.map_err(PutError::Transport)? {
+                Some(chunk) => {
+                    text.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY - text.len())])
+                }
+                None => break,
+            }
+        }
+        classify(
+            status,
+            &headers,
+            &self.token.scrub(&String::from_utf8_lossy(&text)),
+        )
+    }
+}
+
+/// The contract's response table, in one place.
+fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<Delivery, PutError> {
+    if status == StatusCode::NO_CONTENT {
+        return Ok(Delivery::Captured);
+    }
+    if status.is_redirection() {
+        let location = headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        return Err(PutError::Redirect {
+            status: status.as_u16(),
+            location,
+        });
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct ErrorBody {
+        #[serde(default)]
+        error: String,
+        #[serde(default)]
+        detail: serde_json::Value,
+    }
+    let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
+    if status == StatusCode::FORBIDDEN && parsed.error == "already-set" {
+        return Ok(Delivery::AlreadyCaptured);
+    }
+    let detail = match parsed.detail {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null if parsed.error.is_empty() => body.to_string(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let detail: String = detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    Err(PutError::Status {
+        status: status.as_u16(),
+        code: if parsed.error.is_empty() {
+            status.canonical_reason().unwrap_or("").to_string()
+        } else {
+            parsed.error
+        },
+        detail: detail.trim().to_string(),
+        retry_after: headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after),
+    })
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let secs = when.as_second() - jiff::Timestamp::now().as_second();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Result<Delivery, PutError> {
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body,
+        )
+    }
+
+    fn verdict(status: u16, body: &str) -> Verdict {
+        answer(status, body).unwrap_err().verdict()
+    }
+
+    #[test]
+    fn the_contract_table() {
+        assert_eq!(answer(204, "").unwrap(), Delivery::Captured);
+        assert_eq!(
+            answer(
+                403,
+                r#"{"error":"already-set","detail":"kubeconfig already captured"}"#
+            )
+            .unwrap(),
+            Delivery::AlreadyCaptured
+        );
+        let rejected = Verdict::Permanent(Exit::Rejected);
+        assert_eq!(
+            verdict(
+                401,
+                r#"{"error":"missing-bearer","detail":"no Authorization"}"#
+            ),
+            rejected
+        );
+        assert_eq!(
+            verdict(403, r#"{"error":"invalid-bearer","detail":"mismatch"}"#),
+            rejected
+        );
+        assert_eq!(
+            verdict(403, r#"{"error":"no-bearer-hash","detail":"none"}"#),
+            rejected
+        );
+        assert_eq!(
+            verdict(422, r#"{"error":"body-too-large"}"#),
+            Verdict::Permanent(Exit::Data)
+        );
+        assert_eq!(
+            verdict(422, r#"{"error":"empty-body"}"#),
+            Verdict::Permanent(Exit::Data)
+        );
+        assert_eq!(
+            verdict(404, "deployment not found"),
+            Verdict::Retry(Retry::default())
+        );
+        for code in [
+            "kubeconfigs-dir-unconfigured",
+            "kubeconfigs-dir-unwritable",
+            "write-failed",
+        ] {
+            assert_eq!(
+                verdict(503, &format!(r#"{{"error":"{code}"}}"#)),
+                Verdict::Retry(Retry::default())
+            );
+        }
+        for status in [408, 425, 429, 500, 502, 504] {
+            assert!(matches!(verdict(status, ""), Verdict::Retry(_)), "{status}");
+        }
+        for status in [200, 201, 400, 405, 410] {
+            assert_eq!(
+                verdict(status, ""),
+                Verdict::Permanent(Exit::Protocol),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn redirects_are_refused_and_named() {
+        let mut headers = HeaderMap::new();
+        headers.insert(LOCATION, "https://elsewhere.example/x".parse().unwrap());
+        let err = classify(StatusCode::TEMPORARY_REDIRECT, &headers, "").unwrap_err();
+        assert_eq!(err.verdict(), Verdict::Permanent(Exit::Protocol));
+        assert!(err.to_string().contains("elsewhere.example"));
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let err = answer(
+            403,
+            r#"{"error":"invalid-bearer","detail":"token does not match"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "catalyst-api answered 403 invalid-bearer: token does not match"
+        );
+        let err = answer(404, "deployment not found\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "catalyst-api answered 404 Not Found: deployment not found"
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        match classify(StatusCode::SERVICE_UNAVAILABLE, &headers, "")
+            .unwrap_err()
+            .verdict()
+        {
+            Verdict::Retry(r) => assert_eq!(r.after, Some(Duration::from_secs(7))),
+            v => panic!("{v:?}"),
+        }
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&later)
+            .unwrap();
+        let d = parse_retry_after(&date).unwrap();
+        assert!(
+            d >= Duration::from_secs(118) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

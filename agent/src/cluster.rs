@@ -1,0 +1,273 @@
+//! The node's own Kubernetes API server, reached with k3s's admin kubeconfig.
+//! Requests are built by hand so a Secret body can come straight from
+//! locked memory; errors are `metav1.Status` objects classified here.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::Deserialize;
+
+use crate::exit::Exit;
+use crate::retry::{Classify, Retry, Verdict, is_refused};
+
+/// Responses are capped; nothing the agent reads is near this size.
+const MAX_RESPONSE: usize = 1 << 20;
+
+pub(crate) struct Cluster {
+    client: kube::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KubeError {
+    #[error("{method} {path}: cannot reach the API server: {source}")]
+    Transport {
+        method: Method,
+        path: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{method} {path}: {code} {reason}: {message}")]
+    Status {
+        method: Method,
+        path: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+}
+
+impl KubeError {
+    pub(crate) fn code(&self) -> Option<u16> {
+        match self {
+            KubeError::Status { code, .. } => Some(*code),
+            KubeError::Transport { .. } => None,
+        }
+    }
+}
+
+impl Classify for KubeError {
+    fn verdict(&self) -> Verdict {
+        let (code, reason, message) = match self {
+            KubeError::Transport { source, .. } => {
+                return Verdict::Retry(Retry {
+                    refused: is_refused(source),
+                    after: None,
+                });
+            }
+            KubeError::Status {
+                code,
+                reason,
+                message,
+                ..
+            } => (*code, reason.as_str(), message.as_str()),
+        };
+        let transient = match code {
+            429 | 500 | 502 | 503 | 504 => true,
+            // The namespace vanished between our create and the Secret's.
+            404 => true,
+            // Conflict other than AlreadyExists: someone else is changing it.
+            409 => reason != "AlreadyExists",
+            // Creating in a namespace that is being deleted: wait for it to go.
+            403 => message.contains("being terminated"),
+            _ => false,
+        };
+        if transient {
+            Verdict::Retry(Retry::default())
+        } else {
+            Verdict::Permanent(Exit::Internal)
+        }
+    }
+}
+
+/// The subset of `metav1.Status` the agent reads.
+#[derive(Deserialize, Default)]
+struct StatusBody {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Created {
+    New,
+    AlreadyExists,
+}
+
+impl Cluster {
+    pub(crate) async fn connect(
+        kubeconfig: &Kubeconfig,
+        timeout: Duration,
+    ) -> anyhow::Result<Cluster> {
+        use anyhow::Context;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
+                .await
+                .context("using the k3s kubeconfig to reach the local API server")
+                .context(Exit::Data)?;
+        config.connect_timeout = Some(timeout);
+        config.read_timeout = Some(timeout);
+        config.write_timeout = Some(timeout);
+        // The local API server is on this node; a proxy must never be involved.
+        config.proxy_url = None;
+        let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+        Ok(Cluster { client })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, KubeError> {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("Accept", "application/json");
+        if body.is_some() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req
+            .body(body.map_or_else(Body::empty, Body::from))
+            .expect("valid request");
+        let transport = |source| KubeError::Transport {
+            method: method.clone(),
+            path: path.to_string(),
+            source,
+        };
+        let res = self.client.send(req).await.map_err(transport)?;
+        let status = res.status();
+        let bytes = collect_capped(res.into_body()).await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let body: StatusBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        Err(KubeError::Status {
+            method,
+            path: path.to_string(),
+            code: status.as_u16(),
+            reason: if body.reason.is_empty() {
+                reason_phrase(status)
+            } else {
+                body.reason
+            },
+            message: if body.message.is_empty() {
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    .trim()
+                    .to_string()
+            } else {
+                body.message
+            },
+        })
+    }
+
+    /// `/readyz`, or `/healthz` on servers that predate it.
+    pub(crate) async fn ready(&self) -> Result<(), KubeError> {
+        match self.send(Method::GET, "/readyz", None).await {
+            Err(e) if e.code() == Some(404) => {
+                self.send(Method::GET, "/healthz", None).await.map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// The object at `path`, or `None` when it does not exist.
+    pub(crate) async fn get(&self, path: &str) -> Result<Option<Bytes>, KubeError> {
+        match self.send(Method::GET, path, None).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(KubeError::Status { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POSTs `body` to the collection at `path`; never updates an existing object.
+    pub(crate) async fn create(&self, path: &str, body: Bytes) -> Result<Created, KubeError> {
+        match self.send(Method::POST, path, Some(body)).await {
+            Ok(_) => Ok(Created::New),
+            Err(KubeError::Status {
+                code: 409, reason, ..
+            }) if reason == "AlreadyExists" => Ok(Created::AlreadyExists),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn reason_phrase(status: StatusCode) -> String {
+    status
+        .canonical_reason()
+        .unwrap_or("Unknown")
+        .replace(' ', "")
+}
+
+async fn collect_capped(mut body: Body) -> Result<Bytes, kube::Error> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        if let Some(data) = frame.data_ref() {
+            let room = MAX_RESPONSE.saturating_sub(out.len());
+            out.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str, message: &str) -> KubeError {
+        KubeError::Status {
+            method: Method::POST,
+            path: "/api/v1/namespaces/openbao/secrets".into(),
+            code,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn classification_of_status_errors() {
+        let retry = Verdict::Retry(Retry::default());
+        let fatal = Verdict::Permanent(Exit::Internal);
+        assert_eq!(status(503, "ServiceUnavailable", "").verdict(), retry);
+        assert_eq!(status(429, "TooManyRequests", "").verdict(), retry);
+        assert_eq!(status(500, "InternalError", "etcd").verdict(), retry);
+        assert_eq!(
+            status(404, "NotFound", "namespaces \"openbao\" not found").verdict(),
+            retry
+        );
+        assert_eq!(
+            status(409, "Conflict", "the object has been modified").verdict(),
+            retry
+        );
+        assert_eq!(
+            status(
+                403,
+                "Forbidden",
+                "unable to create new content in namespace openbao because it is being terminated"
+            )
+            .verdict(),
+            retry
+        );
+        assert_eq!(
+            status(403, "Forbidden", "User \"x\" cannot create resource").verdict(),
+            fatal
+        );
+        assert_eq!(status(401, "Unauthorized", "").verdict(), fatal);
+        assert_eq!(status(422, "Invalid", "").verdict(), fatal);
+        assert_eq!(status(400, "BadRequest", "").verdict(), fatal);
+    }
+
+    #[test]
+    fn status_error_reads_well() {
+        let text = status(503, "ServiceUnavailable", "etcd is down").to_string();
+        assert_eq!(
+            text,
+            "POST /api/v1/namespaces/openbao/secrets: 503 ServiceUnavailable: etcd is down"
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Exit codes. The numbers follow sysexits(3) so systemd's
+//! `RestartPreventExitStatus=` and SRE runbooks can key on them.
+
+use std::fmt;
+
+/// The kind of failure, attached to an error chain with `.context(Exit::…)`
+/// where the kind becomes known; `main` finds it with `downcast_ref`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The kubeconfig k3s wrote, or an object already in the cluster, is
+    /// unusable as it is (EX_DATAERR).
+    Data,
+    /// The overall deadline passed before the job was done (EX_UNAVAILABLE).
+    Deadline,
+    /// A bug or an unexpected local failure (EX_SOFTWARE).
+    Internal,
+    /// The state directory cannot be written (EX_CANTCREAT).
+    State,
+    /// SIGTERM/SIGINT, or another agent holds the state lock (EX_TEMPFAIL).
+    Interrupted,
+    /// catalyst-api answered something the contract does not allow (EX_PROTOCOL).
+    Protocol,
+    /// catalyst-api rejected the bearer token (EX_NOPERM): never heals.
+    Rejected,
+    /// Configuration or credential is missing or invalid (EX_CONFIG): never heals.
+    Config,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Data => 65,
+            Exit::Deadline => 69,
+            Exit::Internal => 70,
+            Exit::State => 73,
+            Exit::Interrupted => 75,
+            Exit::Protocol => 76,
+            Exit::Rejected => 77,
+            Exit::Config => 78,
+        }
+    }
+
+    /// The kind recorded in an error chain; `Internal` when none was attached.
+    pub fn of(err: &anyhow::Error) -> Exit {
+        err.downcast_ref::<Exit>()
+            .copied()
+            .unwrap_or(Exit::Internal)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Exit::Data => "unusable input data",
+            Exit::Deadline => "deadline passed",
+            Exit::Internal => "internal error",
+            Exit::State => "cannot write state",
+            Exit::Interrupted => "interrupted",
+            Exit::Protocol => "unexpected answer from catalyst-api",
+            Exit::Rejected => "bearer token rejected by catalyst-api",
+            Exit::Config => "configuration error",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn kind_survives_outer_context() {
+        let err = Err::<(), _>(anyhow::anyhow!("field deployment_id"))
+            .context(Exit::Config)
+            .context("loading /etc/catalyst-bootstrap/config.yaml")
+            .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::Config);
+        assert_eq!(Exit::of(&err).code(), 78);
+    }
+
+    #[test]
+    fn unknown_errors_are_internal() {
+        assert_eq!(Exit::of(&anyhow::anyhow!("boom")), Exit::Internal);
+    }
+}

@@ -1,0 +1,281 @@
+//! The bootstrap job: wait for the API server, then deliver the kubeconfig
+//! and write the seed side by side, recording each step so a restart
+//! resumes where this run stopped.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::api::{CatalystApi, Delivery, PutError};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::journal::{Event, record};
+use crate::kubeconfig;
+use crate::notify::Notifier;
+use crate::retry::{Progress, RetryPolicy, retry};
+use crate::seed::{self, SeedOutcome};
+use crate::state::{Outcome, Phase, Store, now};
+
+/// Reports one phase's attempts to systemd, the journal and the state file.
+struct Reporter<'a> {
+    phase: Phase,
+    what: &'a str,
+    store: &'a Store,
+    notifier: &'a Notifier,
+}
+
+impl Progress for Reporter<'_> {
+    fn attempt(&self, n: u32) {
+        if let Err(e) = self.store.phase(self.phase, |r| r.attempts += 1) {
+            tracing::warn!("{e:#}");
+        }
+        if n == 1 {
+            self.notifier
+                .phase(self.phase.name(), self.what.to_string(), None);
+        }
+    }
+
+    fn retrying(&self, n: u32, error: &str, next: Duration) {
+        let text = format!(
+            "{} (attempt {n} failed: {error}; next try in {:.1}s)",
+            self.what,
+            next.as_secs_f64()
+        );
+        self.notifier
+            .phase(self.phase.name(), text.clone(), Some(next));
+        record(Event::AttemptFailed, &text);
+        let _ = self.store.phase(self.phase, |r| {
+            r.detail = Some(format!("attempt {n}: {error}"))
+        });
+    }
+}
+
+pub(crate) struct Job<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) store: &'a Store,
+    pub(crate) notifier: &'a Notifier,
+    pub(crate) api: CatalystApi,
+}
+
+impl Job<'_> {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.config.deadline;
+        let state = self.store.snapshot();
+        let kubeconfig_done = state.kubeconfig.outcome == Outcome::Done;
+        let seed_done = state.seed.outcome == Outcome::Done;
+
+        let (kc, cluster) = self.phase(Phase::Wait, self.wait(deadline)).await?;
+        let deliver = async {
+            if kubeconfig_done {
+                tracing::info!("kubeconfig was delivered by an earlier run; not sending it again");
+                return Ok(());
+            }
+            self.phase(Phase::Kubeconfig, self.deliver(&kc, deadline))
+                .await
+        };
+        let write_seed = async {
+            if seed_done {
+                tracing::info!("recovery seed was handled by an earlier run; not creating another");
+                return Ok(());
+            }
+            self.phase(Phase::Seed, self.seed(&cluster, deadline)).await
+        };
+        // The PUT never waits for the seed: both run, and both finish, so a
+        // rejected token does not leave the node without its seed.
+        let (delivered, seeded) = tokio::join!(deliver, write_seed);
+        delivered?;
+        seeded?;
+        self.store.mark_done()?;
+        Ok(())
+    }
+
+    /// Runs one phase in its span, recording start, outcome and failure.
+    async fn phase<T>(
+        &self,
+        phase: Phase,
+        work: impl Future<Output = anyhow::Result<(T, String)>>,
+    ) -> anyhow::Result<T> {
+        let span = tracing::info_span!("phase", catalyst_phase = phase.name());
+        async {
+            self.store.phase(phase, |r| {
+                r.outcome = Outcome::Running;
+                r.started_at = Some(now());
+                r.finished_at = None;
+                r.detail = None;
+            })?;
+            record(
+                Event::PhaseStarted,
+                &format!("{} phase started", phase.name()),
+            );
+            match work.await {
+                Ok((value, detail)) => {
+                    self.store.phase(phase, |r| {
+                        r.outcome = Outcome::Done;
+                        r.finished_at = Some(now());
+                        r.detail = Some(detail.clone());
+                    })?;
+                    self.notifier.phase(phase.name(), detail.clone(), None);
+                    record(
+                        Event::PhaseDone,
+                        &format!("{} phase done: {detail}", phase.name()),
+                    );
+                    Ok(value)
+                }
+                Err(err) => {
+                    let text = format!("{err:#}");
+                    let _ = self.store.phase(phase, |r| {
+                        r.outcome = Outcome::Failed;
+                        r.finished_at = Some(now());
+                        r.detail = Some(text.clone());
+                    });
+                    self.notifier
+                        .phase(phase.name(), format!("failed: {text}"), None);
+                    record(
+                        Event::PhaseFailed,
+                        &format!("{} phase failed: {text}", phase.name()),
+                    );
+                    Err(err)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn reporter<'b>(&'b self, phase: Phase, what: &'b str) -> Reporter<'b> {
+        Reporter {
+            phase,
+            what,
+            store: self.store,
+            notifier: self.notifier,
+        }
+    }
+
+    /// The kubeconfig file, then `/readyz` of the API server it names.
+    async fn wait(
+        &self,
+        deadline: Instant,
+    ) -> anyhow::Result<((kube::config::Kubeconfig, Cluster), String)> {
+        let path = &self.config.kubeconfig;
+        let poll = RetryPolicy::local_poll();
+        let what = format!("waiting for {}", path.display());
+        let kc = retry(
+            &poll,
+            deadline,
+            &what,
+            &self.reporter(Phase::Wait, &what),
+            |_| async { kubeconfig::read(path) },
+        )
+        .await?;
+        let cluster = Cluster::connect(&kc, self.config.connect_timeout).await?;
+        let server = kc
+            .clusters
+            .iter()
+            .find_map(|c| c.cluster.as_ref()?.server.clone())
+            .unwrap_or_default();
+        let what = format!("waiting for the API server at {server} to be ready");
+        retry(
+            &poll,
+            deadline,
+            &what,
+            &self.reporter(Phase::Wait, &what),
+            |_| cluster.ready(),
+        )
+        .await?;
+        Ok(((kc, cluster), format!("API server at {server} is ready")))
+    }
+
+    async fn deliver(
+        &self,
+        kc: &kube::config::Kubeconfig,
+        deadline: Instant,
+    ) -> anyhow::Result<((), String)> {
+        let rewritten = kubeconfig::rewrite(kc, &self.config.public_address)?;
+        for r in &rewritten.rewrites {
+            tracing::info!(
+                "cluster {:?}: server {} rewritten to {}",
+                r.cluster,
+                r.from,
+                r.to
+            );
+        }
+        if rewritten.rewrites.is_empty() {
+            tracing::warn!(
+                "no cluster in the kubeconfig points at a loopback address; sending it unchanged"
+            );
+        }
+        let what = format!("delivering the kubeconfig to {}", self.api.url());
+        let reporter = self.reporter(Phase::Kubeconfig, &what);
+        let delivery = retry(&self.config.retry, deadline, &what, &reporter, |_| async {
+            let result = self.api.put_kubeconfig(rewritten.body.clone()).await;
+            if let Err(PutError::Status { status: 404, .. }) = &result {
+                tracing::error!(
+                    "catalyst-api does not know deployment {} (404): check deployment_id and catalyst_api_url, \
+                     or the ingress route; retrying in case the route is still being set up",
+                    self.config.deployment_id
+                );
+            }
+            result
+        })
+        .await?;
+        Ok((
+            (),
+            match delivery {
+                Delivery::Captured => {
+                    record(
+                        Event::KubeconfigDelivered,
+                        "kubeconfig delivered to catalyst-api (204)",
+                    );
+                    "delivered".to_string()
+                }
+                Delivery::AlreadyCaptured => {
+                    record(
+                        Event::KubeconfigAlreadyCaptured,
+                        "catalyst-api already has this deployment's kubeconfig (403 already-set): an earlier \
+                     attempt delivered it; counting it as delivered",
+                    );
+                    "already captured by an earlier attempt".to_string()
+                }
+            },
+        ))
+    }
+
+    async fn seed(&self, cluster: &Cluster, deadline: Instant) -> anyhow::Result<((), String)> {
+        let target = &self.config.seed;
+        let body = seed::secret_body(target).context("preparing the recovery seed")?;
+        let what = format!("writing Secret {}/{}", target.namespace, target.name);
+        let reporter = self.reporter(Phase::Seed, &what);
+        let outcome = retry(&self.config.retry, deadline, &what, &reporter, |_| {
+            seed::ensure(cluster, target, &body)
+        })
+        .await?;
+        drop(body);
+        let (event, text) = match outcome {
+            SeedOutcome::Written => (
+                Event::SeedWritten,
+                format!(
+                    "recovery seed written to Secret {}/{}",
+                    target.namespace, target.name
+                ),
+            ),
+            SeedOutcome::Kept => (
+                Event::SeedKept,
+                format!(
+                    "Secret {}/{} already holds a seed; kept it unchanged",
+                    target.namespace, target.name
+                ),
+            ),
+            SeedOutcome::Skipped => (
+                Event::SeedSkipped,
+                format!(
+                    "Secret {}/{} exists, so OpenBao is already initialised; no seed written",
+                    target.namespace, target.marker
+                ),
+            ),
+        };
+        record(event, &text);
+        Ok(((), text))
+    }
+}

@@ -1,0 +1,137 @@
+//! Where log lines go: journald with structured fields when stderr is
+//! connected to the journal, readable stderr lines otherwise. Every event an
+//! SRE may search for has a stable `MESSAGE_ID` (see the journal catalog).
+
+use std::io::IsTerminal;
+use std::os::unix::fs::MetadataExt;
+
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+/// Events with a stable `MESSAGE_ID`. The ids never change once released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    PhaseStarted,
+    PhaseDone,
+    PhaseFailed,
+    AttemptFailed,
+    SeedWritten,
+    SeedKept,
+    SeedSkipped,
+    KubeconfigDelivered,
+    KubeconfigAlreadyCaptured,
+    JobDone,
+    Interrupted,
+}
+
+impl Event {
+    #[cfg(test)]
+    pub(crate) const ALL: [Event; 11] = [
+        Event::PhaseStarted,
+        Event::PhaseDone,
+        Event::PhaseFailed,
+        Event::AttemptFailed,
+        Event::SeedWritten,
+        Event::SeedKept,
+        Event::SeedSkipped,
+        Event::KubeconfigDelivered,
+        Event::KubeconfigAlreadyCaptured,
+        Event::JobDone,
+        Event::Interrupted,
+    ];
+
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Event::PhaseStarted => "df2c0d73ea9d4d8d94b400ba1d14cb22",
+            Event::PhaseDone => "992915457fad452db1adbf2b2fe8754c",
+            Event::PhaseFailed => "d64c18af8a19446cb59b9b0f03d7c84b",
+            Event::AttemptFailed => "47a37c7e14bf4ababafa0fa56453d7df",
+            Event::SeedWritten => "c4e83e47d0b2422da84b5910a325a4a5",
+            Event::SeedKept => "b41d16531de94e57aa2dc5c0c72a6221",
+            Event::SeedSkipped => "c3228eb551ff47308966a17f1cf58340",
+            Event::KubeconfigDelivered => "c0af651214a84c2aa716219b3091166e",
+            Event::KubeconfigAlreadyCaptured => "ca8c8dd7732b49659c792b2422db06b1",
+            Event::JobDone => "bb67bfad35d54f23989e2a36509a8f13",
+            Event::Interrupted => "351db55ad6f440d4bd3aa39d756b8d3f",
+        }
+    }
+
+    fn level(self) -> Level {
+        match self {
+            Event::PhaseFailed => Level::ERROR,
+            Event::AttemptFailed | Event::Interrupted => Level::WARN,
+            _ => Level::INFO,
+        }
+    }
+}
+
+/// Logs `message` as `event`, inside whatever phase/attempt span is current.
+pub(crate) fn record(event: Event, message: &str) {
+    let id = event.id();
+    match event.level() {
+        Level::ERROR => tracing::error!(message_id = id, "{message}"),
+        Level::WARN => tracing::warn!(message_id = id, "{message}"),
+        _ => tracing::info!(message_id = id, "{message}"),
+    }
+}
+
+/// systemd sets `JOURNAL_STREAM=dev:inode` for the stream it connected to
+/// stderr; when it matches, stderr is the journal (systemd.exec(5)).
+fn stderr_is_journal() -> bool {
+    let Some(expected) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    expected.to_string_lossy() == format!("{}:{}", meta.dev(), meta.ino())
+}
+
+pub fn init(verbose: bool) {
+    let ours = if verbose { Level::DEBUG } else { Level::INFO };
+    // Libraries stay at WARN: kube and hyper log request details at DEBUG.
+    let filter = Targets::new()
+        .with_target("catalyst_bootstrap", ours)
+        .with_default(Level::WARN);
+    if stderr_is_journal()
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let layer = layer
+            .with_field_prefix(None)
+            .with_syslog_identifier("catalyst-bootstrap".into());
+        tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init();
+        return;
+    }
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .compact();
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_unique_128_bit_hex() {
+        let mut ids: Vec<_> = Event::ALL.iter().map(|e| e.id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), Event::ALL.len());
+    }
+}

@@ -1,0 +1,298 @@
+//! The k3s kubeconfig: read and parsed as a kubeconfig (never by text
+//! substitution), loopback servers pointed at the node's public address,
+//! and the result held only in memory that is zeroized when dropped.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use kube::config::Kubeconfig;
+use zeroize::Zeroizing;
+
+use crate::config::PublicAddress;
+use crate::exit::Exit;
+use crate::retry::{Classify, Retry, Verdict};
+
+/// catalyst-api refuses bodies over 1 MiB (`422 body-too-large`).
+pub(crate) const MAX_BYTES: usize = 1 << 20;
+/// k3s writes the file in place; a parse failure this soon after a write may
+/// be a half-written file rather than a broken one.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Why the file cannot be used: worth waiting for, or not.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("{0} does not exist yet")]
+    Missing(String),
+    #[error("{path} was just written and does not parse yet: {reason}")]
+    Settling { path: String, reason: String },
+    #[error("{path} is not a usable kubeconfig: {reason}")]
+    Unusable { path: String, reason: String },
+}
+
+impl Classify for ReadError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            ReadError::Missing(_) | ReadError::Settling { .. } => Verdict::Retry(Retry::default()),
+            ReadError::Unusable { .. } => Verdict::Permanent(Exit::Data),
+        }
+    }
+}
+
+/// Reads and parses the kubeconfig k3s wrote.
+pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
+    let shown = path.display().to_string();
+    let unusable = |reason: String| ReadError::Unusable {
+        path: shown.clone(),
+        reason,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ReadError::Missing(shown));
+        }
+        Err(e) => return Err(unusable(format!("cannot open it: {e}"))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| unusable(format!("cannot stat it: {e}")))?;
+    if meta.len() > MAX_BYTES as u64 {
+        return Err(unusable(format!(
+            "it is {} bytes; a k3s kubeconfig is a few KiB",
+            meta.len()
+        )));
+    }
+    let mut text = Zeroizing::new(String::with_capacity(meta.len() as usize + 1));
+    (&mut file)
+        .take(MAX_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| unusable(format!("cannot read it as UTF-8 text: {e}")))?;
+    let reason = match Kubeconfig::from_yaml(&text) {
+        Ok(kc) if !kc.clusters.is_empty() => return Ok(kc),
+        Ok(_) => "it has no clusters".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok());
+    if age.is_some_and(|a| a < SETTLE) {
+        return Err(ReadError::Settling {
+            path: shown,
+            reason,
+        });
+    }
+    Err(unusable(reason))
+}
+
+/// One server address that was rewritten, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rewrite {
+    pub(crate) cluster: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+/// The body to PUT. Dropping the last clone zeroizes it.
+pub(crate) struct Rewritten {
+    pub(crate) body: Bytes,
+    pub(crate) rewrites: Vec<Rewrite>,
+}
+
+/// Points every loopback server at `public`, keeping scheme, port and path;
+/// everything else in the kubeconfig is kept as it was.
+pub(crate) fn rewrite(kc: &Kubeconfig, public: &PublicAddress) -> anyhow::Result<Rewritten> {
+    let mut kc = kc.clone();
+    let mut rewrites = Vec::new();
+    for named in &mut kc.clusters {
+        let Some(server) = named.cluster.as_mut().and_then(|c| c.server.as_mut()) else {
+            continue;
+        };
+        if let Some(new) = rewrite_server(server, public)
+            .with_context(|| format!("cluster {:?} has an invalid server {server:?}", named.name))
+            .context(Exit::Data)?
+        {
+            rewrites.push(Rewrite {
+                cluster: named.name.clone(),
+                from: server.clone(),
+                to: new.clone(),
+            });
+            *server = new;
+        }
+    }
+    let mut yaml = Zeroizing::new(
+        serde_saphyr::to_string(&kc)
+            .context("serializing the rewritten kubeconfig")
+            .context(Exit::Internal)?,
+    );
+    if yaml.len() > MAX_BYTES {
+        return Err(anyhow!(
+            "the rewritten kubeconfig is {} bytes; catalyst-api accepts at most {MAX_BYTES}",
+            yaml.len()
+        ))
+        .context(Exit::Data);
+    }
+    let bytes = Zeroizing::new(std::mem::take(&mut *yaml).into_bytes());
+    Ok(Rewritten {
+        body: Bytes::from_owner(bytes),
+        rewrites,
+    })
+}
+
+/// The new server URL when `server`'s host is a loopback address.
+fn rewrite_server(server: &str, public: &PublicAddress) -> anyhow::Result<Option<String>> {
+    let uri: http::Uri = server.parse().context("not a URL")?;
+    let host = uri.host().ok_or_else(|| anyhow!("no host"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Ok(None);
+    }
+    let scheme_end = server
+        .find("://")
+        .map(|i| i + 3)
+        .ok_or_else(|| anyhow!("no scheme"))?;
+    let rest = &server[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        bail!("user information in the server URL is not supported");
+    }
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(Some(format!(
+        "{}{}{port}{}",
+        &server[..scheme_end],
+        public.url_host(),
+        &rest[authority_end..]
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K3S: &str = "apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0EK
+    server: https://127.0.0.1:6443
+  name: default
+- cluster:
+    server: https://other.example:6443
+  name: remote
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Q0VSVAo=
+    client-key-data: S0VZCg==
+";
+
+    fn ip(s: &str) -> PublicAddress {
+        PublicAddress::Ip(s.parse().unwrap())
+    }
+
+    #[test]
+    fn rewrites_loopback_hosts_keeping_port_and_path() {
+        let cases = [
+            ("https://127.0.0.1:6443", "https://203.0.113.10:6443"),
+            (
+                "https://localhost:6443/k8s",
+                "https://203.0.113.10:6443/k8s",
+            ),
+            ("https://[::1]:6443", "https://203.0.113.10:6443"),
+            ("https://127.0.0.2", "https://203.0.113.10"),
+        ];
+        for (from, to) in cases {
+            assert_eq!(
+                rewrite_server(from, &ip("203.0.113.10"))
+                    .unwrap()
+                    .as_deref(),
+                Some(to),
+                "{from}"
+            );
+        }
+        assert_eq!(
+            rewrite_server("https://10.0.0.1:6443", &ip("203.0.113.10")).unwrap(),
+            None
+        );
+        assert_eq!(
+            rewrite_server("https://127.0.0.1:6443", &ip("2001:db8::1"))
+                .unwrap()
+                .as_deref(),
+            Some("https://[2001:db8::1]:6443")
+        );
+    }
+
+    #[test]
+    fn everything_but_the_loopback_server_is_preserved() {
+        let kc = Kubeconfig::from_yaml(K3S).unwrap();
+        let out = rewrite(&kc, &PublicAddress::Name("api.sovereign.example".into())).unwrap();
+        assert_eq!(
+            out.rewrites,
+            vec![Rewrite {
+                cluster: "default".into(),
+                from: "https://127.0.0.1:6443".into(),
+                to: "https://api.sovereign.example:6443".into()
+            }]
+        );
+        let back: serde_json::Value = serde_saphyr::from_slice(&out.body).unwrap();
+        let mut want: serde_json::Value = serde_saphyr::from_str(K3S).unwrap();
+        want["clusters"][0]["cluster"]["server"] = "https://api.sovereign.example:6443".into();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn unusable_files_are_data_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k3s.yaml");
+        assert!(matches!(read(&path), Err(ReadError::Missing(_))));
+
+        let old = SystemTime::now() - Duration::from_secs(60);
+        for (content, expect) in [
+            ("{ not: [yaml", "is not a usable kubeconfig"),
+            (
+                "apiVersion: v1\nkind: Config\nclusters: []\n",
+                "no clusters",
+            ),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            // A file just written gets time to settle.
+            assert!(matches!(read(&path), Err(ReadError::Settling { .. })));
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            let err = read(&path).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(expect) && msg.contains("k3s.yaml"), "{msg}");
+            assert_eq!(err.verdict(), Verdict::Permanent(Exit::Data));
+        }
+
+        std::fs::write(&path, vec![b'#'; MAX_BYTES + 1]).unwrap();
+        let msg = read(&path).unwrap_err().to_string();
+        assert!(msg.contains("bytes; a k3s kubeconfig"), "{msg}");
+    }
+
+    #[test]
+    fn oversized_result_is_refused() {
+        let mut kc = Kubeconfig::from_yaml(K3S).unwrap();
+        kc.other
+            .insert("padding".into(), "x".repeat(MAX_BYTES).into());
+        let err = rewrite(&kc, &ip("203.0.113.10")).err().unwrap();
+        assert!(format!("{err:#}").contains("at most 1048576"));
+        assert_eq!(Exit::of(&err), Exit::Data);
+    }
+}

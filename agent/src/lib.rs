@@ -1,0 +1,127 @@
+//! catalyst-bootstrap: the first-boot agent of an OpenOva Sovereign
+//! control-plane node. See README.md for what it does and how to run it.
+
+mod api;
+mod cli;
+mod cluster;
+mod config;
+mod exit;
+mod job;
+mod journal;
+mod kubeconfig;
+mod locked;
+mod notify;
+mod retry;
+mod seed;
+mod state;
+mod status;
+mod token;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::Instrument;
+
+pub use cli::{Cli, Command};
+pub use exit::Exit;
+pub use journal::init as init_logging;
+
+use crate::api::CatalystApi;
+use crate::journal::{Event, record};
+use crate::notify::Notifier;
+use crate::state::Store;
+use crate::token::BearerToken;
+
+/// Runs one command; `Ok` carries the exit code of a command that reports
+/// through it (`status`), `Err` an error whose [`Exit`] kind sets the code.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    harden()?;
+    // One crypto provider for kube and reqwest alike.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        None | Some(Command::Run) => runtime.block_on(run_job(&cli)).map(|()| 0),
+        Some(Command::Status { json, wait }) => {
+            runtime.block_on(status::show(&state_dir(&cli), json, wait))
+        }
+        Some(Command::CheckConfig) => {
+            let config = config::load(cli.config.as_deref(), &cli.overrides())?;
+            let token = BearerToken::load(config.token_file.as_deref())?;
+            print!("{}", config::render(&config, token.source()));
+            Ok(0)
+        }
+    }
+}
+
+/// No core dumps and no ptrace/proc-mem access by other users while secrets
+/// may be in memory: done before any secret is read.
+fn harden() -> anyhow::Result<()> {
+    nix::sys::prctl::set_dumpable(false).context("making the process non-dumpable")?;
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+        .context("disabling core dumps")?;
+    Ok(())
+}
+
+fn state_dir(cli: &Cli) -> PathBuf {
+    cli.state_dir
+        .clone()
+        .map(PathBuf::from)
+        .or_else(|| {
+            config::load(cli.config.as_deref(), &cli.overrides())
+                .ok()
+                .map(|c| c.state_dir)
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/lib/catalyst-bootstrap"))
+}
+
+async fn run_job(cli: &Cli) -> anyhow::Result<()> {
+    let config = config::load(cli.config.as_deref(), &cli.overrides())?;
+    let notifier = Notifier::default();
+    let span = tracing::info_span!("job", catalyst_deployment_id = %config.deployment_id);
+    if state::is_done(&config.state_dir) {
+        let text = format!(
+            "Done (an earlier run finished; {} exists)",
+            config.state_dir.join(state::DONE_STAMP).display()
+        );
+        span.in_scope(|| tracing::info!("{text}"));
+        notifier.ready(&text);
+        return Ok(());
+    }
+    let token = BearerToken::load(config.token_file.as_deref())?;
+    let store = Store::open(&config.state_dir, &config.deployment_id)?;
+    let api = CatalystApi::new(&config, token)?;
+    let job = job::Job {
+        config: &config,
+        store: &store,
+        notifier: &notifier,
+        api,
+    };
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let name = tokio::select! {
+        result = job.run().instrument(span.clone()) => {
+            result?;
+            let state = store.snapshot();
+            let text = format!(
+                "Done: kubeconfig {}; seed: {}",
+                state.kubeconfig.detail.as_deref().unwrap_or("delivered"),
+                state.seed.detail.as_deref().unwrap_or("done")
+            );
+            span.in_scope(|| record(Event::JobDone, &text));
+            notifier.ready(&text);
+            return Ok(());
+        }
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    let text = format!("Stopping on {name}; progress is saved and the next run resumes");
+    notifier.stopping(&text);
+    store.interrupt_running()?;
+    span.in_scope(|| record(Event::Interrupted, &text));
+    Err(anyhow::anyhow!("stopped by {name} before the job was done")).context(Exit::Interrupted)
+}

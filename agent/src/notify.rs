@@ -1,0 +1,58 @@
+//! sd_notify(3): what `systemctl status` shows while the agent works.
+//! Without `NOTIFY_SOCKET` every call is a no-op.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+/// The status line, one part per phase, so two phases running at once both
+/// stay visible ("kubeconfig: …; seed: …").
+#[derive(Default)]
+pub(crate) struct Notifier {
+    parts: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl Notifier {
+    /// Sets `phase`'s part of the status line. `extend` asks systemd for that
+    /// much more start-up time (plus a margin) while we wait.
+    pub(crate) fn phase(&self, phase: &'static str, text: String, extend: Option<Duration>) {
+        let line = {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            match parts.iter_mut().find(|(p, _)| *p == phase) {
+                Some(part) => part.1 = text,
+                None => parts.push((phase, text)),
+            }
+            parts
+                .iter()
+                .map(|(p, t)| format!("{p}: {t}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let extend_usec = extend.map(|d| {
+            let usec = (d + Duration::from_secs(30)).as_micros();
+            u32::try_from(usec).unwrap_or(u32::MAX)
+        });
+        match extend_usec {
+            Some(usec) => send(&[
+                NotifyState::Status(&line),
+                NotifyState::ExtendTimeoutUsec(usec),
+            ]),
+            None => send(&[NotifyState::Status(&line)]),
+        }
+    }
+
+    pub(crate) fn ready(&self, text: &str) {
+        send(&[NotifyState::Ready, NotifyState::Status(text)]);
+    }
+
+    pub(crate) fn stopping(&self, text: &str) {
+        send(&[NotifyState::Stopping, NotifyState::Status(text)]);
+    }
+}
+
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}

@@ -1,0 +1,330 @@
+//! Retrying: the backoff policy, the verdict every error boundary gives its
+//! failures, and the one loop that applies both under the overall deadline.
+
+use std::error::Error as StdError;
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::exit::Exit;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RetryPolicy {
+    /// Delay after the first failure.
+    pub(crate) initial: Duration,
+    /// Ceiling of the exponential delay.
+    pub(crate) max: Duration,
+    pub(crate) multiplier: f64,
+    /// Spread each delay by up to this fraction, so nodes provisioned
+    /// together do not retry in lockstep.
+    pub(crate) jitter: f64,
+    /// Ceiling of a server's `Retry-After`; a broken proxy must not park us.
+    pub(crate) max_retry_after: Duration,
+    /// Ceiling when the peer refused the connection: probing a closed port
+    /// costs the server nothing, and we want to be there the moment it opens.
+    pub(crate) refused_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.2,
+            max_retry_after: Duration::from_secs(300),
+            refused_max: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Polling something on this node (a file, the local API server): quick,
+    /// because the critical path starts the moment it is there.
+    pub(crate) fn local_poll() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(250),
+            refused_max: Duration::from_millis(250),
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The delay before attempt `failed + 1`, after `failed` failures.
+    pub(crate) fn delay(&self, failed: u32, hint: &Retry) -> Duration {
+        if let Some(after) = hint.after {
+            // Honour the server, plus jitter upwards only.
+            let after = after.min(self.max_retry_after);
+            return after + after.mul_f64(self.jitter * random_unit());
+        }
+        let exp = self
+            .multiplier
+            .powi(failed.saturating_sub(1).min(63) as i32);
+        let cap = if hint.refused {
+            self.max.min(self.refused_max)
+        } else {
+            self.max
+        };
+        let base = self.initial.mul_f64(exp).min(cap);
+        let spread = 1.0 + self.jitter * (2.0 * random_unit() - 1.0);
+        base.mul_f64(spread).min(cap)
+    }
+}
+
+fn random_unit() -> f64 {
+    (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How a retryable failure wants to be retried.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Retry {
+    /// The server said when (`Retry-After`).
+    pub(crate) after: Option<Duration>,
+    /// The connection was refused: nobody is listening yet.
+    pub(crate) refused: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Verdict {
+    /// Retrying cannot help; the process ends with this kind.
+    Permanent(Exit),
+    Retry(Retry),
+}
+
+/// Implemented by each boundary's error type: its one classification.
+pub(crate) trait Classify {
+    fn verdict(&self) -> Verdict;
+}
+
+/// True when the innermost I/O error of a chain is "connection refused".
+pub(crate) fn is_refused(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Told about each attempt, to report it (STATUS=, journal, state file).
+pub(crate) trait Progress {
+    fn attempt(&self, n: u32);
+    fn retrying(&self, n: u32, error: &str, next: Duration);
+}
+
+/// Runs `op` until it succeeds, fails permanently, or the next try would
+/// start after `deadline`. Each attempt runs in its own span.
+pub(crate) async fn retry<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    deadline: Instant,
+    what: &str,
+    progress: &dyn Progress,
+    mut op: F,
+) -> anyhow::Result<T>
+where
+    E: Classify + StdError + Send + Sync + 'static,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut n = 0;
+    loop {
+        n += 1;
+        progress.attempt(n);
+        let span = tracing::info_span!("attempt", catalyst_attempt = n);
+        let err = match op(n).instrument(span).await {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let hint = match err.verdict() {
+            Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
+            Verdict::Retry(hint) => hint,
+        };
+        let next = policy.delay(n, &hint);
+        if Instant::now() + next > deadline {
+            return Err(anyhow!(
+                "{what}: gave up after {n} attempts; last error: {}",
+                Chain(&err)
+            ))
+            .map_err(|e| e.context(Exit::Deadline));
+        }
+        progress.retrying(n, &Chain(&err).to_string(), next);
+        tokio::time::sleep(next).await;
+    }
+}
+
+/// An error and its sources on one line, as `{:#}` shows an anyhow chain.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        let mut last = self.0.to_string();
+        while let Some(e) = cur {
+            let text = e.to_string();
+            // hyper and reqwest repeat their source in their own message.
+            if !last.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("fake: {0:?}")]
+    struct Fake(Verdict);
+    impl Classify for Fake {
+        fn verdict(&self) -> Verdict {
+            self.0
+        }
+    }
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+    impl Progress for Log {
+        fn attempt(&self, n: u32) {
+            self.0.lock().unwrap().push(format!("attempt {n}"));
+        }
+        fn retrying(&self, n: u32, error: &str, _next: Duration) {
+            self.0.lock().unwrap().push(format!("retry {n}: {error}"));
+        }
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(4),
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn delay_grows_exponentially_within_cap_and_jitter() {
+        let p = RetryPolicy {
+            jitter: 0.2,
+            ..RetryPolicy::default()
+        };
+        let plain = Retry::default();
+        for (failed, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0), (40, 60.0)] {
+            let d = p.delay(failed, &plain).as_secs_f64();
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= (base * 1.2f64).min(60.0) + 1e-9,
+                "{failed}: {d}"
+            );
+        }
+    }
+
+    #[test]
+    fn refused_connections_are_probed_quickly() {
+        let p = RetryPolicy::default();
+        let d = p.delay(
+            30,
+            &Retry {
+                refused: true,
+                after: None,
+            },
+        );
+        assert!(d <= Duration::from_secs(1), "{d:?}");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_clamped() {
+        let p = RetryPolicy::default();
+        let d = p.delay(
+            1,
+            &Retry {
+                after: Some(Duration::from_secs(7)),
+                refused: false,
+            },
+        );
+        assert!(
+            d >= Duration::from_secs(7) && d <= Duration::from_secs_f64(8.4),
+            "{d:?}"
+        );
+        let d = p.delay(
+            1,
+            &Retry {
+                after: Some(Duration::from_secs(86400)),
+                refused: false,
+            },
+        );
+        assert!(d <= Duration::from_secs(360), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn retries_until_success() {
+        let log = Log::default();
+        let far = Instant::now() + Duration::from_secs(60);
+        let got = retry(&fast(), far, "thing", &log, |n| async move {
+            if n < 3 {
+                Err(Fake(Verdict::Retry(Retry::default())))
+            } else {
+                Ok(n)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 3);
+        assert_eq!(
+            log.0.lock().unwrap().len(),
+            5,
+            "{:?}",
+            log.0.lock().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn permanent_failure_stops_at_once_with_its_kind() {
+        let log = Log::default();
+        let far = Instant::now() + Duration::from_secs(60);
+        let err = retry(&fast(), far, "thing", &log, |_| async {
+            Err::<(), _>(Fake(Verdict::Permanent(Exit::Rejected)))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::Rejected);
+        assert_eq!(*log.0.lock().unwrap(), vec!["attempt 1"]);
+    }
+
+    #[tokio::test]
+    async fn deadline_ends_retrying_with_the_last_error() {
+        let log = Log::default();
+        let soon = Instant::now() + Duration::from_millis(20);
+        let err = retry(&fast(), soon, "reaching thing", &log, |_| async {
+            Err::<(), _>(Fake(Verdict::Retry(Retry::default())))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::Deadline);
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("reaching thing: gave up after") && msg.contains("fake: Retry"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn refused_is_found_through_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let refused = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_refused(&refused));
+        let reset = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!is_refused(&reset));
+    }
+}

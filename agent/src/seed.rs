@@ -1,0 +1,218 @@
+//! The OpenBao recovery seed: 32 bytes from the kernel CSPRNG, written once
+//! as a Secret with create (never apply, never update), and never anywhere
+//! but locked memory on its way there.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::cluster::{Cluster, Created, KubeError};
+use crate::config::SeedTarget;
+use crate::exit::Exit;
+use crate::locked::LockedBuf;
+use crate::retry::{Classify, Verdict};
+
+const SEED_BYTES: usize = 32;
+/// Standard base64 of 32 bytes, with padding.
+const SEED_TEXT: usize = 44;
+/// `data` values are base64 again on the wire.
+const SEED_WIRE: usize = 60;
+pub(crate) const SINGLE_USE_ANNOTATION: &str = "openbao.openova.io/single-use";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeedOutcome {
+    Written,
+    /// A Secret was already there (ours from an earlier attempt, or a peer's).
+    Kept,
+    /// OpenBao's init marker exists: it is initialised and needs no seed.
+    Skipped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SeedError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(
+        "Secret {namespace}/{name} already exists but has no non-empty `{key}` key; it is left untouched. \
+         Inspect it; delete it to let catalyst-bootstrap write a fresh seed"
+    )]
+    ExistsWithoutKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+}
+
+impl Classify for SeedError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            SeedError::Kube(e) => e.verdict(),
+            SeedError::ExistsWithoutKey { .. } => Verdict::Permanent(Exit::Data),
+        }
+    }
+}
+
+/// The JSON body that creates the Secret, in locked memory; cloning it for a
+/// retry shares the same buffer.
+pub(crate) fn secret_body(target: &SeedTarget) -> anyhow::Result<Bytes> {
+    let mut raw = LockedBuf::with_capacity(SEED_BYTES)?;
+    raw.append_with(SEED_BYTES, |buf| {
+        getrandom::fill(buf).context("reading the kernel CSPRNG")
+    })?;
+    let mut text = LockedBuf::with_capacity(SEED_TEXT)?;
+    text.append_with(SEED_TEXT, |buf| encode_exact(raw.as_bytes(), buf))?;
+    drop(raw);
+
+    let metadata = json!({
+        "name": target.name,
+        "namespace": target.namespace,
+        "annotations": { SINGLE_USE_ANNOTATION: "true" },
+    });
+    let head = format!(
+        r#"{{"apiVersion":"v1","kind":"Secret","metadata":{metadata},"type":"Opaque","data":{{{}:""#,
+        serde_json::Value::from(target.key.as_str())
+    );
+    let tail = r#""}}"#;
+    let mut body = LockedBuf::with_capacity(head.len() + SEED_WIRE + tail.len())?;
+    body.append(head.as_bytes())?;
+    body.append_with(SEED_WIRE, |buf| encode_exact(text.as_bytes(), buf))?;
+    body.append(tail.as_bytes())?;
+    Ok(Bytes::from_owner(body))
+}
+
+fn encode_exact(input: &[u8], out: &mut [u8]) -> anyhow::Result<()> {
+    let n = STANDARD
+        .encode_slice(input, out)
+        .context("base64 encoding")?;
+    anyhow::ensure!(n == out.len(), "base64 length {n}, expected {}", out.len());
+    Ok(())
+}
+
+fn secret_path(namespace: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/secrets/{name}")
+}
+
+/// One attempt: marker check, namespace, Secret. Every step is safe to repeat.
+pub(crate) async fn ensure(
+    cluster: &Cluster,
+    target: &SeedTarget,
+    body: &Bytes,
+) -> Result<SeedOutcome, SeedError> {
+    if cluster
+        .get(&secret_path(&target.namespace, &target.marker))
+        .await?
+        .is_some()
+    {
+        return Ok(SeedOutcome::Skipped);
+    }
+    let namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}});
+    cluster
+        .create("/api/v1/namespaces", Bytes::from(namespace.to_string()))
+        .await?;
+    let collection = format!("/api/v1/namespaces/{}/secrets", target.namespace);
+    match cluster.create(&collection, body.clone()).await? {
+        Created::New => Ok(SeedOutcome::Written),
+        Created::AlreadyExists => {
+            let existing = cluster
+                .get(&secret_path(&target.namespace, &target.name))
+                .await?;
+            if existing.as_deref().is_some_and(|b| has_key(b, &target.key)) {
+                Ok(SeedOutcome::Kept)
+            } else {
+                Err(SeedError::ExistsWithoutKey {
+                    namespace: target.namespace.clone(),
+                    name: target.name.clone(),
+                    key: target.key.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// Whether a Secret's JSON has a non-empty `data[key]` (or `stringData`).
+/// Values are borrowed, never copied out.
+fn has_key(secret: &[u8], key: &str) -> bool {
+    #[derive(Deserialize)]
+    struct View<'a> {
+        #[serde(borrow, default)]
+        data: BTreeMap<Cow<'a, str>, Option<Cow<'a, str>>>,
+    }
+    serde_json::from_slice::<View>(secret)
+        .map(|v| {
+            v.data
+                .get(key)
+                .is_some_and(|value| value.as_deref().is_some_and(|s| !s.is_empty()))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SeedTarget {
+        SeedTarget {
+            namespace: "openbao".into(),
+            name: "openbao-recovery-seed".into(),
+            key: "recovery-seed".into(),
+            marker: "openbao-init-marker".into(),
+        }
+    }
+
+    fn decode(body: &Bytes) -> (serde_json::Value, Vec<u8>) {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let wire = v["data"]["recovery-seed"].as_str().unwrap().to_string();
+        let text = STANDARD.decode(wire).unwrap();
+        assert_eq!(text.len(), 44);
+        assert!(!text.contains(&b'\n'));
+        let raw = STANDARD.decode(&text).unwrap();
+        (v, raw)
+    }
+
+    #[test]
+    fn body_has_the_contract_shape() {
+        let body = secret_body(&target()).unwrap();
+        let (v, raw) = decode(&body);
+        assert_eq!(raw.len(), 32);
+        assert_eq!(v["apiVersion"], "v1");
+        assert_eq!(v["kind"], "Secret");
+        assert_eq!(v["type"], "Opaque");
+        assert_eq!(v["metadata"]["name"], "openbao-recovery-seed");
+        assert_eq!(v["metadata"]["namespace"], "openbao");
+        assert_eq!(
+            v["metadata"]["annotations"],
+            json!({"openbao.openova.io/single-use": "true"})
+        );
+        assert_eq!(v["data"].as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_body_has_a_fresh_seed() {
+        let (_, a) = decode(&secret_body(&target()).unwrap());
+        let (_, b) = decode(&secret_body(&target()).unwrap());
+        assert_ne!(a, b);
+        assert!(a.iter().any(|&x| x != 0));
+    }
+
+    #[test]
+    fn key_presence_check() {
+        assert!(has_key(
+            br#"{"data":{"recovery-seed":"QUFB"}}"#,
+            "recovery-seed"
+        ));
+        assert!(!has_key(
+            br#"{"data":{"recovery-seed":""}}"#,
+            "recovery-seed"
+        ));
+        assert!(!has_key(br#"{"data":{"other":"QUFB"}}"#, "recovery-seed"));
+        assert!(!has_key(br#"{"metadata":{}}"#, "recovery-seed"));
+        assert!(!has_key(b"not json", "recovery-seed"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The single-use bearer token for catalyst-api: where it is read from, what
+//! a valid one looks like, and how it is kept out of every log line.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use zeroize::Zeroizing;
+
+use crate::exit::Exit;
+
+/// Name of the systemd credential (`LoadCredential=kubeconfig-bearer:…`).
+pub(crate) const CREDENTIAL: &str = "kubeconfig-bearer";
+const TOKEN_LEN: usize = 64;
+
+/// The token. Debug and Display print `<redacted>`; the only way to the
+/// characters is [`BearerToken::header_value`].
+pub(crate) struct BearerToken {
+    value: Zeroizing<String>,
+    source: PathBuf,
+}
+
+impl BearerToken {
+    /// Reads the token from the systemd credential when the unit passed one,
+    /// otherwise from `token_file`.
+    pub(crate) fn load(token_file: Option<&Path>) -> anyhow::Result<Self> {
+        let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(|dir| Path::new(&dir).join(CREDENTIAL))
+            .filter(|p| p.exists());
+        let (path, from_credential) = match (credential, token_file) {
+            (Some(p), _) => (p, true),
+            (None, Some(f)) => (f.to_path_buf(), false),
+            (None, None) => bail!(
+                "no bearer token: pass the systemd credential `{CREDENTIAL}` \
+                 (LoadCredential={CREDENTIAL}:<file>) or set `token_file` in the configuration"
+            ),
+        };
+        let token = Self::read(&path, from_credential)
+            .with_context(|| format!("bearer token {}", path.display()))
+            .context(Exit::Config)?;
+        Ok(token)
+    }
+
+    fn read(path: &Path, from_credential: bool) -> anyhow::Result<Self> {
+        let mut file = std::fs::File::open(path).context("cannot open")?;
+        let meta = file.metadata().context("cannot stat")?;
+        if !meta.is_file() {
+            bail!("is not a regular file");
+        }
+        if !from_credential && meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "bearer token file {} is readable by group or others (mode {:o}); make it 0600",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+        // Sized up front and capped: no reallocation leaves a copy behind.
+        let mut raw = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + 2));
+        (&mut file)
+            .take(TOKEN_LEN as u64 + 2)
+            .read_to_end(&mut raw)
+            .context("cannot read")?;
+        let text = raw.strip_suffix(b"\n").unwrap_or(&raw);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            bail!("is empty");
+        }
+        if text.iter().any(u8::is_ascii_whitespace) {
+            bail!("contains whitespace; it must be exactly {TOKEN_LEN} lowercase hex characters");
+        }
+        if text.len() != TOKEN_LEN || !text.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            bail!(
+                "is not {TOKEN_LEN} lowercase hex characters ({} bytes read)",
+                text.len()
+            );
+        }
+        let mut value = Zeroizing::new(String::with_capacity(TOKEN_LEN));
+        value.push_str(std::str::from_utf8(text).expect("checked hex"));
+        Ok(BearerToken {
+            value,
+            source: path.to_path_buf(),
+        })
+    }
+
+    /// Where the token came from (for check-config and log lines).
+    pub(crate) fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The `Authorization` header, marked sensitive so hyper and reqwest
+    /// never print it.
+    pub(crate) fn header_value(&self) -> http::HeaderValue {
+        let mut value = Zeroizing::new(String::with_capacity(7 + TOKEN_LEN));
+        value.push_str("Bearer ");
+        value.push_str(&self.value);
+        let mut header = http::HeaderValue::from_str(&value).expect("hex is a valid header value");
+        header.set_sensitive(true);
+        header
+    }
+
+    /// Removes the token from text a server sent back before it is logged: a
+    /// hostile or buggy catalyst-api may echo the Authorization header.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        text.replace(self.value.as_str(), "<redacted>")
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn write(dir: &Path, name: &str, content: &[u8], mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cb-token-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn err_of(content: &[u8]) -> String {
+        let dir = tmpdir("bad");
+        let path = write(&dir, &format!("t{}", content.len()), content, 0o600);
+        format!("{:#}", BearerToken::read(&path, false).unwrap_err())
+    }
+
+    #[test]
+    fn accepts_token_with_trailing_newline() {
+        let dir = tmpdir("good");
+        for (name, content) in [
+            ("a", format!("{GOOD}\n")),
+            ("b", GOOD.to_string()),
+            ("c", format!("{GOOD}\r\n")),
+        ] {
+            let path = write(&dir, name, content.as_bytes(), 0o600);
+            let token = BearerToken::read(&path, false).unwrap();
+            assert_eq!(
+                token.header_value().to_str().unwrap(),
+                format!("Bearer {GOOD}")
+            );
+            assert!(token.header_value().is_sensitive());
+        }
+    }
+
+    #[test]
+    fn rejects_empty_whitespace_and_malformed_tokens() {
+        assert!(err_of(b"").contains("is empty"));
+        assert!(err_of(b"\n").contains("is empty"));
+        assert!(err_of(b"  \t \n").contains("is empty"));
+        assert!(
+            err_of(format!("{} {}", &GOOD[..32], &GOOD[32..]).as_bytes()).contains("whitespace")
+        );
+        assert!(err_of(GOOD.to_uppercase().as_bytes()).contains("64 lowercase hex"));
+        assert!(err_of(&GOOD.as_bytes()[..63]).contains("64 lowercase hex"));
+    }
+
+    #[test]
+    fn error_never_contains_the_token_text() {
+        let almost = format!("{}Z", &GOOD[..63]);
+        let msg = err_of(almost.as_bytes());
+        assert!(!msg.contains(&GOOD[..63]), "{msg}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = BearerToken::load(Some(Path::new("/nonexistent/bearer"))).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("/nonexistent/bearer"), "{msg}");
+        assert_eq!(Exit::of(&err), Exit::Config);
+    }
+
+    #[test]
+    fn redacts_in_debug_display_and_scrub() {
+        let dir = tmpdir("redact");
+        let path = write(&dir, "t", GOOD.as_bytes(), 0o600);
+        let token = BearerToken::read(&path, false).unwrap();
+        assert_eq!(format!("{token}"), "<redacted>");
+        assert!(!format!("{token:?}").contains(GOOD));
+        let echoed = format!("{{\"detail\":\"got Bearer {GOOD}\"}}");
+        assert!(!token.scrub(&echoed).contains(GOOD));
+    }
+}
