@@ -1,0 +1,435 @@
+//! A fake Kubernetes API server with the behaviour the agent depends on:
+//! TLS with client-certificate auth, `/readyz` and `/healthz`, namespaces
+//! and Secrets (create, get, delete), Terminating namespaces, and
+//! `metav1.Status` errors with the real reasons, messages and codes.
+//! Faults are scripted per request.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{Method, Request};
+use serde_json::{Value, json};
+
+use crate::http::{Answer, Handler, Server, respond};
+use crate::pki::Pki;
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this `Status` instead of doing the request.
+    Status {
+        code: u16,
+        reason: &'static str,
+        message: String,
+    },
+    /// Do the request, then close the connection without answering.
+    CommitThenDrop,
+    /// Wait, then do the request normally.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+struct ScriptedFault {
+    method: Method,
+    path: String,
+    times: usize,
+    fault: Fault,
+}
+
+#[derive(Default)]
+struct Cluster {
+    ready: bool,
+    objects: BTreeMap<String, Value>,
+    faults: Vec<ScriptedFault>,
+    requests: Vec<Recorded>,
+    resource_version: u64,
+}
+
+pub struct FakeApiServer {
+    server: Server,
+    pki: Arc<Pki>,
+    cluster: Arc<Mutex<Cluster>>,
+}
+
+pub fn status(code: u16, reason: &str, message: &str, details: Value) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "details": details, "code": code,
+    })
+}
+
+impl FakeApiServer {
+    /// `up`: listening from the start; `ready`: `/readyz` answers ok.
+    pub fn start(pki: Arc<Pki>, up: bool, ready: bool) -> FakeApiServer {
+        let cluster = Arc::new(Mutex::new(Cluster {
+            ready,
+            ..Cluster::default()
+        }));
+        let state = cluster.clone();
+        let handler: Handler = Arc::new(move |req| {
+            let state = state.clone();
+            Box::pin(async move { handle(&state, req).await })
+        });
+        let server = Server::start(pki.server_config(true), handler, up);
+        FakeApiServer {
+            server,
+            pki,
+            cluster,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.server.set_up(up);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.lock().ready = ready;
+    }
+
+    /// The kubeconfig k3s writes to /etc/rancher/k3s/k3s.yaml.
+    pub fn kubeconfig(&self) -> String {
+        let b64 = |s: &str| STANDARD.encode(s);
+        format!(
+            "apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: {ca}
+    server: https://127.0.0.1:{port}
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {{}}
+users:
+- name: default
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+",
+            ca = b64(&self.pki.ca_pem),
+            port = self.addr().port(),
+            cert = b64(&self.pki.client.cert_pem),
+            key = b64(&self.pki.client.key_pem),
+        )
+    }
+
+    /// Scripts `fault` for the next `times` requests of `method` on `path`.
+    pub fn fault(&self, method: Method, path: &str, times: usize, fault: Fault) {
+        self.lock().faults.push(ScriptedFault {
+            method,
+            path: path.to_string(),
+            times,
+            fault,
+        });
+    }
+
+    /// Stores an object directly, as if a peer had created it.
+    pub fn insert(&self, path: &str, object: Value) {
+        let mut c = self.lock();
+        let object = c.stamp(object);
+        c.objects.insert(path.to_string(), object);
+    }
+
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.lock().objects.get(path).cloned()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    pub fn count(&self, method: &Method, path: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    }
+
+    /// Puts a namespace into `Terminating`, as `kubectl delete namespace` does
+    /// while finalizers run.
+    pub fn terminate_namespace(&self, ns: &str) {
+        if let Some(obj) = self
+            .lock()
+            .objects
+            .get_mut(&format!("/api/v1/namespaces/{ns}"))
+        {
+            obj["status"]["phase"] = "Terminating".into();
+            obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        }
+    }
+
+    /// Finishes a termination: the namespace and everything in it are gone.
+    pub fn finish_termination(&self, ns: &str) {
+        let prefix = format!("/api/v1/namespaces/{ns}");
+        self.lock()
+            .objects
+            .retain(|k, _| k != &prefix && !k.starts_with(&format!("{prefix}/")));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap()
+    }
+}
+
+impl Cluster {
+    fn stamp(&mut self, mut object: Value) -> Value {
+        self.resource_version += 1;
+        let meta = &mut object["metadata"];
+        meta["resourceVersion"] = self.resource_version.to_string().into();
+        meta["uid"] = format!("00000000-0000-4000-8000-{:012}", self.resource_version).into();
+        meta["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+        object
+    }
+
+    fn take_fault(&mut self, method: &Method, path: &str) -> Option<Fault> {
+        let i = self
+            .faults
+            .iter()
+            .position(|f| f.method == method && f.path == path)?;
+        let fault = self.faults[i].fault.clone();
+        self.faults[i].times -= 1;
+        if self.faults[i].times == 0 {
+            self.faults.remove(i);
+        }
+        Some(fault)
+    }
+}
+
+async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let body: Option<Value> = serde_json::from_slice(req.body()).ok();
+    let fault = {
+        let mut c = state.lock().unwrap();
+        c.requests.push(Recorded {
+            method: method.clone(),
+            path: path.clone(),
+            body: body.clone(),
+        });
+        c.take_fault(&method, &path)
+    };
+    let drop_after = match fault {
+        Some(Fault::Status {
+            code,
+            reason,
+            message,
+        }) => return json_answer(code, &status(code, reason, &message, json!({}))),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            false
+        }
+        Some(Fault::CommitThenDrop) => true,
+        None => false,
+    };
+    let (code, value) = {
+        let mut c = state.lock().unwrap();
+        route(&mut c, &method, &path, req.body(), body)
+    };
+    if drop_after {
+        return None;
+    }
+    match value {
+        Value::String(text) => respond(code, "text/plain; charset=utf-8", text),
+        value => json_answer(code, &value),
+    }
+}
+
+fn json_answer(code: u16, value: &Value) -> Answer {
+    respond(code, "application/json", value.to_string())
+}
+
+fn not_found(kind: &str, name: &str) -> (u16, Value) {
+    (
+        404,
+        status(
+            404,
+            "NotFound",
+            &format!("{kind} \"{name}\" not found"),
+            json!({"name": name, "kind": kind}),
+        ),
+    )
+}
+
+fn route(
+    c: &mut Cluster,
+    method: &Method,
+    path: &str,
+    raw: &[u8],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["readyz" | "healthz" | "livez"]) => {
+            if c.ready {
+                (200, Value::String("ok".into()))
+            } else {
+                (500, Value::String("[-]poststarthook/rbac/bootstrap-roles failed: not finished\nreadyz check failed\n".into()))
+            }
+        }
+        ("POST", ["api", "v1", "namespaces"]) => {
+            let Some(obj) = checked_body(raw, body, "Namespace", None) else {
+                return bad_request();
+            };
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            create(
+                c,
+                &format!("/api/v1/namespaces/{name}"),
+                "namespaces",
+                &name,
+                obj,
+                |o| {
+                    o["spec"] = json!({"finalizers": ["kubernetes"]});
+                    o["status"] = json!({"phase": "Active"});
+                },
+            )
+        }
+        ("GET", ["api", "v1", "namespaces", ns]) => get(c, path, "namespaces", ns),
+        ("DELETE", ["api", "v1", "namespaces", ns]) => match c.objects.get_mut(path) {
+            Some(obj) => {
+                obj["status"]["phase"] = "Terminating".into();
+                (200, obj.clone())
+            }
+            None => not_found("namespaces", ns),
+        },
+        ("POST", ["api", "v1", "namespaces", ns, "secrets"]) => {
+            let Some(obj) = checked_body(raw, body, "Secret", Some(ns)) else {
+                return bad_request();
+            };
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            match c.objects.get(&format!("/api/v1/namespaces/{ns}")) {
+                None => return not_found("namespaces", ns),
+                Some(n) if n["status"]["phase"] == "Terminating" => {
+                    let msg = format!(
+                        "secrets \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+                    );
+                    return (
+                        403,
+                        status(
+                            403,
+                            "Forbidden",
+                            &msg,
+                            json!({"name": name, "kind": "secrets"}),
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+            let valid = obj["data"].as_object().is_none_or(|d| {
+                d.values()
+                    .all(|v| v.as_str().is_some_and(|s| STANDARD.decode(s).is_ok()))
+            });
+            if !valid {
+                return (
+                    400,
+                    status(
+                        400,
+                        "BadRequest",
+                        "illegal base64 data in Secret data",
+                        json!({}),
+                    ),
+                );
+            }
+            create(
+                c,
+                &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
+                "secrets",
+                &name,
+                obj,
+                |o| {
+                    if o.get("type").is_none() {
+                        o["type"] = "Opaque".into();
+                    }
+                },
+            )
+        }
+        ("GET", ["api", "v1", "namespaces", _, "secrets", name]) => get(c, path, "secrets", name),
+        ("DELETE", ["api", "v1", "namespaces", _, "secrets", name]) => match c.objects.remove(path)
+        {
+            Some(obj) => (200, obj),
+            None => not_found("secrets", name),
+        },
+        _ => (
+            404,
+            status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                json!({}),
+            ),
+        ),
+    }
+}
+
+fn bad_request() -> (u16, Value) {
+    (
+        400,
+        status(
+            400,
+            "BadRequest",
+            "the body of the request was in an unknown format",
+            json!({}),
+        ),
+    )
+}
+
+/// The body parsed, of `kind`, and in the request's namespace if it names one.
+fn checked_body(raw: &[u8], body: Option<Value>, kind: &str, ns: Option<&str>) -> Option<Value> {
+    let obj = body.filter(|_| !raw.is_empty())?;
+    let ns_ok = match (ns, obj["metadata"]["namespace"].as_str()) {
+        (Some(url_ns), Some(body_ns)) => url_ns == body_ns,
+        _ => true,
+    };
+    (obj["kind"] == kind && obj["metadata"]["name"].is_string() && ns_ok).then_some(obj)
+}
+
+fn create(
+    c: &mut Cluster,
+    key: &str,
+    kind: &str,
+    name: &str,
+    obj: Value,
+    defaults: impl FnOnce(&mut Value),
+) -> (u16, Value) {
+    if c.objects.contains_key(key) {
+        let msg = format!("{kind} \"{name}\" already exists");
+        return (
+            409,
+            status(
+                409,
+                "AlreadyExists",
+                &msg,
+                json!({"name": name, "kind": kind}),
+            ),
+        );
+    }
+    let mut obj = c.stamp(obj);
+    defaults(&mut obj);
+    c.objects.insert(key.to_string(), obj.clone());
+    (201, obj)
+}
+
+fn get(c: &Cluster, key: &str, kind: &str, name: &str) -> (u16, Value) {
+    match c.objects.get(key) {
+        Some(obj) => (200, obj.clone()),
+        None => not_found(kind, name),
+    }
+}

@@ -1,0 +1,264 @@
+//! A fake catalyst-api implementing the kubeconfig handler of the contract
+//! (shared/contract.md §3), in its order of checks, over TLS. Requests can be
+//! scripted one by one: an answer, a delay, or a connection dropped after
+//! the kubeconfig was stored.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+
+use crate::http::{Answer, Handler, Server, respond};
+use crate::pki::Pki;
+
+pub const MAX_BODY: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Answer this instead of handling the request.
+    Respond {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
+    /// Handle the request normally after a delay.
+    Delay(Duration),
+    /// Handle (and store) normally, then close the connection unanswered.
+    StoreThenDrop,
+    /// A redirect to `location`.
+    Redirect { status: u16, location: String },
+}
+
+impl Step {
+    pub fn error(status: u16, code: &str) -> Step {
+        Step::Respond {
+            status,
+            body: format!(r#"{{"error":"{code}","detail":"scripted"}}"#),
+            retry_after: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Put {
+    pub path: String,
+    pub query: Option<String>,
+    pub authorization: Option<String>,
+    pub body: Bytes,
+    pub at: Instant,
+    /// `None` when the connection was dropped unanswered.
+    pub status: Option<u16>,
+}
+
+#[derive(Default)]
+struct Deployment {
+    token_sha256: Option<String>,
+    stored: Option<Bytes>,
+    stores: usize,
+}
+
+#[derive(Default)]
+struct State {
+    deployments: BTreeMap<String, Deployment>,
+    script: VecDeque<Step>,
+    requests: Vec<Put>,
+}
+
+pub struct FakeCatalystApi {
+    server: Server,
+    state: Arc<Mutex<State>>,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl FakeCatalystApi {
+    /// Knows `deployment_id` with the hash of `token` on record.
+    pub fn start(pki: &Pki, deployment_id: &str, token: &str) -> FakeCatalystApi {
+        let state = Arc::new(Mutex::new(State::default()));
+        state.lock().unwrap().deployments.insert(
+            deployment_id.to_string(),
+            Deployment {
+                token_sha256: Some(sha256_hex(token.as_bytes())),
+                ..Deployment::default()
+            },
+        );
+        let shared = state.clone();
+        let handler: Handler = Arc::new(move |req| {
+            let state = shared.clone();
+            Box::pin(async move { handle(&state, req).await })
+        });
+        FakeCatalystApi {
+            server: Server::start(pki.server_config(false), handler, true),
+            state,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.server.addr())
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.server.set_up(up);
+    }
+
+    /// Queues steps for the next requests, in order.
+    pub fn script(&self, steps: impl IntoIterator<Item = Step>) {
+        self.state.lock().unwrap().script.extend(steps);
+    }
+
+    /// Forgets the token hash, as a server that never had one issued.
+    pub fn forget_token(&self, deployment_id: &str) {
+        if let Some(d) = self
+            .state
+            .lock()
+            .unwrap()
+            .deployments
+            .get_mut(deployment_id)
+        {
+            d.token_sha256 = None;
+        }
+    }
+
+    pub fn stored(&self, deployment_id: &str) -> Option<Bytes> {
+        self.state
+            .lock()
+            .unwrap()
+            .deployments
+            .get(deployment_id)?
+            .stored
+            .clone()
+    }
+
+    pub fn store_count(&self, deployment_id: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .deployments
+            .get(deployment_id)
+            .map_or(0, |d| d.stores)
+    }
+
+    pub fn requests(&self) -> Vec<Put> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+async fn handle(state: &Mutex<State>, req: Request<Bytes>) -> Answer {
+    let step = state.lock().unwrap().script.pop_front();
+    let mut put = Put {
+        path: req.uri().path().to_string(),
+        query: req.uri().query().map(str::to_string),
+        authorization: req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: req.body().clone(),
+        at: Instant::now(),
+        status: None,
+    };
+    let answer = match step {
+        Some(Step::Respond {
+            status,
+            body,
+            retry_after,
+        }) => {
+            let mut answer = respond(status, "application/json", body);
+            if let (Some(a), Some(r)) = (answer.as_mut(), retry_after) {
+                a.headers_mut().insert("retry-after", r.parse().unwrap());
+            }
+            answer
+        }
+        Some(Step::Redirect { status, location }) => {
+            let mut answer = respond(status, "text/plain", "moved");
+            answer
+                .as_mut()
+                .unwrap()
+                .headers_mut()
+                .insert("location", location.parse().unwrap());
+            answer
+        }
+        Some(Step::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            contract(state, &req)
+        }
+        Some(Step::StoreThenDrop) => {
+            contract(state, &req);
+            None
+        }
+        None => contract(state, &req),
+    };
+    put.status = answer.as_ref().map(|a| a.status().as_u16());
+    state.lock().unwrap().requests.push(put);
+    answer
+}
+
+fn error(status: u16, code: &str, detail: &str) -> Answer {
+    let body = serde_json::json!({"error": code, "detail": detail}).to_string();
+    respond(status, "application/json", body)
+}
+
+/// handler/kubeconfig.go, in the order it checks.
+fn contract(state: &Mutex<State>, req: &Request<Bytes>) -> Answer {
+    let mut state = state.lock().unwrap();
+    let parts: Vec<&str> = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
+    let id = match (req.method().as_str(), parts.as_slice()) {
+        ("PUT", ["api", "v1", "deployments", id, "kubeconfig"]) => id.to_string(),
+        _ => return respond(404, "text/plain; charset=utf-8", "404 page not found\n"),
+    };
+    let Some(dep) = state.deployments.get_mut(&id) else {
+        return respond(404, "text/plain; charset=utf-8", "deployment not found\n");
+    };
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty());
+    let Some(bearer) = bearer else {
+        return error(
+            401,
+            "missing-bearer",
+            "Authorization: Bearer <token> required",
+        );
+    };
+    let Some(expected) = &dep.token_sha256 else {
+        return error(
+            403,
+            "no-bearer-hash",
+            "no kubeconfig bearer token on record for this deployment",
+        );
+    };
+    if sha256_hex(bearer.as_bytes()) != *expected {
+        return error(403, "invalid-bearer", "bearer token does not match");
+    }
+    if dep.stored.is_some() {
+        return error(
+            403,
+            "already-set",
+            "kubeconfig already captured for this deployment",
+        );
+    }
+    if req.body().len() > MAX_BODY {
+        return error(422, "body-too-large", "kubeconfig body exceeds 1 MiB");
+    }
+    if req.body().is_empty() {
+        return error(422, "empty-body", "kubeconfig body is empty");
+    }
+    dep.stored = Some(req.body().clone());
+    dep.stores += 1;
+    respond(204, "text/plain", "")
+}

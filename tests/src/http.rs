@@ -1,0 +1,166 @@
+//! The serving loop both fakes share: TLS, HTTP/1.1, the whole request body
+//! collected, and a handler that may answer or drop the connection unanswered.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// `None` closes the connection without a response, the way a crash or a
+/// lost packet after the server committed looks to the client.
+pub type Answer = Option<Response<Full<Bytes>>>;
+pub type Handler =
+    Arc<dyn Fn(Request<Bytes>) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+
+/// The service error that makes hyper close the connection unanswered.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the fake")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// Binds `addr` with SO_REUSEADDR so a fake can go down and come back on
+/// the same port.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
+}
+
+/// A TLS server on a fixed loopback port that can be taken down (port
+/// closed, open connections cut: clients see "connection refused") and
+/// brought back up on the same port.
+pub struct Server {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Server {
+    pub fn start(tls: Arc<rustls::ServerConfig>, handler: Handler, up: bool) -> Server {
+        let first = bind("127.0.0.1:0".parse().unwrap()).expect("binding a loopback port");
+        let addr = first.local_addr().unwrap();
+        let (tx, rx) = watch::channel(up);
+        tokio::spawn(run(
+            addr,
+            if up { Some(first) } else { None },
+            tls,
+            handler,
+            rx,
+        ));
+        Server { addr, up: tx }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+async fn run(
+    addr: SocketAddr,
+    mut listener: Option<TcpListener>,
+    tls: Arc<rustls::ServerConfig>,
+    handler: Handler,
+    mut up: watch::Receiver<bool>,
+) {
+    loop {
+        if up.wait_for(|u| *u).await.is_err() {
+            return;
+        }
+        let current = match listener.take() {
+            Some(l) => l,
+            None => match bind(addr) {
+                Ok(l) => l,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let mut down = up.clone();
+        tokio::select! {
+            _ = accept(current, tls.clone(), handler.clone(), up.clone()) => {}
+            _ = down.wait_for(|u| !*u) => {}
+        }
+    }
+}
+
+/// Until the server goes down: dropping this future closes the port, and
+/// every connection task watches `up` to cut itself.
+async fn accept(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: Handler,
+    up: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let handler = handler.clone();
+        let mut down = up.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection(acceptor, tcp, handler) => {}
+                _ = down.wait_for(|u| !*u) => {}
+            }
+        });
+    }
+}
+
+async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, handler: Handler) {
+    let Ok(stream) = acceptor.accept(tcp).await else {
+        return;
+    };
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            handler(Request::from_parts(parts, body))
+                .await
+                .ok_or(Dropped)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Answer {
+    Some(
+        Response::builder()
+            .status(status)
+            .header("Content-Type", content_type)
+            .body(Full::new(body.into()))
+            .unwrap(),
+    )
+}

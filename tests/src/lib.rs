@@ -1,0 +1,11 @@
+//! Test harness for catalyst-bootstrap: fakes that speak the real protocols
+//! (a Kubernetes API server with client-certificate TLS and `Status` errors,
+//! catalyst-api per the contract table, an sd_notify socket) and a sandbox
+//! that runs the real agent binary against them.
+
+pub mod apiserver;
+pub mod catalyst;
+pub mod http;
+pub mod notify;
+pub mod pki;
+pub mod sandbox;

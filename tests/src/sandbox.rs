@@ -1,0 +1,320 @@
+//! Everything one agent run needs, on loopback and in a temporary
+//! directory: both fakes, a notify socket, config, token and kubeconfig.
+//! The agent is the real binary, run as a child process.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use crate::apiserver::FakeApiServer;
+use crate::catalyst::FakeCatalystApi;
+use crate::notify::NotifyListener;
+use crate::pki::Pki;
+
+pub const DEPLOYMENT_ID: &str = "0f1e2d3c4b5a6978";
+/// TEST-NET-3 (RFC 5737): written into the kubeconfig, never contacted.
+pub const PUBLIC_ADDRESS: &str = "203.0.113.10";
+
+/// The agent binary of this workspace's build.
+pub fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CATALYST_BOOTSTRAP_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test> or target/<profile>/<bin>
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("catalyst-bootstrap");
+    assert!(
+        bin.exists(),
+        "{} is not built; run `cargo test --workspace` (or `cargo build -p catalyst-bootstrap`) first",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh random token in the contract's format.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub pki: Arc<Pki>,
+    pub api: FakeApiServer,
+    pub catalyst: FakeCatalystApi,
+    pub notify: NotifyListener,
+    pub token: String,
+}
+
+/// How the sandbox starts.
+#[derive(Clone, Copy)]
+pub struct Start {
+    pub api_up: bool,
+    pub api_ready: bool,
+    pub kubeconfig: bool,
+}
+
+impl Default for Start {
+    fn default() -> Self {
+        Start {
+            api_up: true,
+            api_ready: true,
+            kubeconfig: true,
+        }
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::with(Start::default())
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox::default()
+    }
+
+    /// Must be called inside a Tokio runtime (the fakes are tasks on it).
+    pub fn with(start: Start) -> Sandbox {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::Builder::new()
+            .prefix("catalyst-sandbox-")
+            .tempdir()
+            .unwrap();
+        let pki = Arc::new(Pki::new(&["localhost", "127.0.0.1", "::1"]));
+        let token = new_token();
+        let api = FakeApiServer::start(pki.clone(), start.api_up, start.api_ready);
+        let catalyst = FakeCatalystApi::start(&pki, DEPLOYMENT_ID, &token);
+        let notify = NotifyListener::bind(&dir.path().join("notify.sock"));
+        let sandbox = Sandbox {
+            dir,
+            pki,
+            api,
+            catalyst,
+            notify,
+            token,
+        };
+        std::fs::write(sandbox.path("ca.pem"), &sandbox.pki.ca_pem).unwrap();
+        sandbox.write_secret_file("bearer", &format!("{}\n", sandbox.token));
+        sandbox.write_config("");
+        if start.kubeconfig {
+            sandbox.write_kubeconfig();
+        }
+        sandbox
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config.yaml")
+    }
+
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.path("k3s.yaml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.path("bearer")
+    }
+
+    /// Writes `content` readable by the owner only.
+    pub fn write_secret_file(&self, name: &str, content: &str) {
+        let path = self.path(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    pub fn write_kubeconfig(&self) {
+        self.write_secret_file("k3s.yaml", &self.api.kubeconfig());
+    }
+
+    /// The base configuration plus `extra` YAML lines.
+    pub fn write_config(&self, extra: &str) {
+        let config = format!(
+            "deployment_id: \"{DEPLOYMENT_ID}\"
+catalyst_api_url: {url}
+public_address: {PUBLIC_ADDRESS}
+kubeconfig: {kubeconfig}
+token_file: {token}
+ca_bundle: {ca}
+state_dir: {state}
+deadline: 60s
+retry:
+  initial_delay: 50ms
+  max_delay: 400ms
+{extra}",
+            url = self.catalyst.url(),
+            kubeconfig = self.kubeconfig_path().display(),
+            token = self.token_path().display(),
+            ca = self.path("ca.pem").display(),
+            state = self.state_dir().display(),
+        );
+        std::fs::write(self.config_path(), config).unwrap();
+    }
+
+    /// The agent's command line against this sandbox, with a clean
+    /// environment (no proxy, no credentials directory, no journal).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(agent_binary());
+        cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NOTIFY_SOCKET", self.notify.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Agent {
+        Agent::spawn(self.command(args))
+    }
+
+    /// Runs `catalyst-bootstrap run` to the end.
+    pub async fn run(&self) -> Finished {
+        self.spawn(&["run"]).finish().await
+    }
+
+    /// The seed Secret as stored by the fake API server.
+    pub fn seed_secret(&self) -> Option<serde_json::Value> {
+        self.api
+            .object("/api/v1/namespaces/openbao/secrets/openbao-recovery-seed")
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_dir().join("state.json"))
+            .expect("state.json exists");
+        serde_json::from_str(&text).expect("state.json parses")
+    }
+}
+
+/// A running agent whose stdout and stderr are collected as it goes.
+pub struct Agent {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn collect(
+    stream: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
+    sink: Arc<Mutex<String>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(mut stream) = stream else { return };
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+}
+
+impl Agent {
+    pub fn spawn(mut cmd: Command) -> Agent {
+        let mut child = cmd.spawn().expect("spawning the agent");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take(), stdout.clone()),
+            collect(child.stderr.take(), stderr.clone()),
+        ];
+        Agent {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("agent still running") as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid()), signal).expect("signalling the agent");
+    }
+
+    /// Waits until `cond` holds for stderr, or panics after `timeout`.
+    pub async fn wait_for_stderr(&self, timeout: Duration, cond: impl Fn(&str) -> bool) {
+        let end = tokio::time::Instant::now() + timeout;
+        while !cond(&self.stderr()) {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out; stderr so far:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// True once the process has exited (it is not reaped twice: `finish` still works).
+    pub fn try_finished(&self) -> bool {
+        // kill(pid, 0) fails once the child is gone or a zombie is reaped; a
+        // zombie still "exists", so look at its state instead.
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id().unwrap_or(0)))
+            .map(|s| {
+                s.split(") ")
+                    .nth(1)
+                    .is_some_and(|rest| rest.starts_with('Z'))
+            })
+            .unwrap_or(true)
+    }
+
+    /// Waits for the exit (at most two minutes) and returns what it printed.
+    pub async fn finish(mut self) -> Finished {
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
+            .await
+            .expect("agent did not exit within 120 s")
+            .expect("waiting for the agent");
+        for r in self.readers.drain(..) {
+            let _ = r.await;
+        }
+        Finished {
+            code: status.code(),
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+}
+
+/// True when `path` exists and no one but the owner may read it.
+pub fn is_private(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 == 0)
+}
