@@ -32,10 +32,13 @@ impl BearerToken {
         let (path, from_credential) = match (credential, token_file) {
             (Some(p), _) => (p, true),
             (None, Some(f)) => (f.to_path_buf(), false),
-            (None, None) => bail!(
-                "no bearer token: pass the systemd credential `{CREDENTIAL}` \
-                 (LoadCredential={CREDENTIAL}:<file>) or set `token_file` in the configuration"
-            ),
+            (None, None) => {
+                return Err(anyhow::anyhow!(
+                    "no bearer token: pass the systemd credential `{CREDENTIAL}` \
+                     (LoadCredential={CREDENTIAL}:<file>) or set `token_file` in the configuration"
+                ))
+                .context(Exit::Config);
+            }
         };
         let token = Self::read(&path, from_credential)
             .with_context(|| format!("bearer token {}", path.display()))

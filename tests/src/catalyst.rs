@@ -114,6 +114,10 @@ impl FakeCatalystApi {
         self.state.lock().unwrap().script.extend(steps);
     }
 
+    pub fn clear_script(&self) {
+        self.state.lock().unwrap().script.clear();
+    }
+
     /// Forgets the token hash, as a server that never had one issued.
     pub fn forget_token(&self, deployment_id: &str) {
         if let Some(d) = self

@@ -148,8 +148,12 @@ impl Sandbox {
         self.write_secret_file("k3s.yaml", &self.api.kubeconfig());
     }
 
-    /// The base configuration plus `extra` YAML lines.
+    /// The base configuration, plus `extra` YAML in the drop-in
+    /// `config.d/50-test.yaml` (later drop-ins win over the main file).
     pub fn write_config(&self, extra: &str) {
+        let drop_ins = self.path("config.d");
+        std::fs::create_dir_all(&drop_ins).unwrap();
+        std::fs::write(drop_ins.join("50-test.yaml"), extra).unwrap();
         let config = format!(
             "deployment_id: \"{DEPLOYMENT_ID}\"
 catalyst_api_url: {url}
@@ -162,7 +166,7 @@ deadline: 60s
 retry:
   initial_delay: 50ms
   max_delay: 400ms
-{extra}",
+",
             url = self.catalyst.url(),
             kubeconfig = self.kubeconfig_path().display(),
             token = self.token_path().display(),
@@ -200,6 +204,61 @@ retry:
     pub fn seed_secret(&self) -> Option<serde_json::Value> {
         self.api
             .object("/api/v1/namespaces/openbao/secrets/openbao-recovery-seed")
+    }
+
+    /// No secret (bearer token, seed in any encoding, client key) appears in
+    /// `outputs`, the sd_notify messages, or any file of the state directory.
+    pub fn assert_no_leaks(&self, outputs: &[&str]) {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut secrets = vec![("bearer token", self.token.clone())];
+        if let Some(wire) = self
+            .seed_secret()
+            .and_then(|s| s["data"]["recovery-seed"].as_str().map(str::to_string))
+        {
+            let text = String::from_utf8(b64.decode(&wire).unwrap()).unwrap();
+            secrets.push(("seed (base64)", text));
+            secrets.push(("seed (double base64)", wire));
+        }
+        let key_body: String = self
+            .pki
+            .client
+            .key_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        secrets.push(("client key", key_body[..40].to_string()));
+        secrets.push((
+            "client key (base64)",
+            b64.encode(&self.pki.client.key_pem)[..40].to_string(),
+        ));
+
+        let mut haystacks: Vec<(String, String)> = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (format!("output #{i}"), o.to_string()))
+            .collect();
+        haystacks.push((
+            "sd_notify messages".into(),
+            self.notify.messages().join("\n"),
+        ));
+        if let Ok(entries) = std::fs::read_dir(self.state_dir()) {
+            for entry in entries.flatten() {
+                let content = std::fs::read(entry.path()).unwrap_or_default();
+                haystacks.push((
+                    entry.path().display().to_string(),
+                    String::from_utf8_lossy(&content).into_owned(),
+                ));
+            }
+        }
+        for (what, secret) in &secrets {
+            for (place, text) in &haystacks {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{what} leaked into {place}"
+                );
+            }
+        }
     }
 
     pub fn state(&self) -> serde_json::Value {

@@ -1,0 +1,695 @@
+//! End-to-end scenarios: the real binary against the fakes.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use catalyst_bootstrap_tests::apiserver::Fault;
+use catalyst_bootstrap_tests::catalyst::Step;
+use catalyst_bootstrap_tests::sandbox::{
+    DEPLOYMENT_ID, Finished, PUBLIC_ADDRESS, Sandbox, Signal, Start,
+};
+use http::Method;
+use serde_json::{Value, json};
+
+const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
+const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
+const MARKER: &str = "/api/v1/namespaces/openbao/secrets/openbao-init-marker";
+
+fn assert_exit(out: &Finished, code: i32) {
+    assert_eq!(
+        out.code,
+        Some(code),
+        "unexpected exit; stderr:\n{}",
+        out.stderr
+    );
+}
+
+fn yaml(text: &[u8]) -> Value {
+    serde_saphyr::from_slice(text).expect("valid YAML")
+}
+
+fn phase_outcome(sb: &Sandbox, phase: &str) -> String {
+    sb.state()[phase]["outcome"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_does_the_whole_job() {
+    let sb = Sandbox::new();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+
+    // The Secret, exactly as the contract says.
+    let secret = sb.seed_secret().expect("seed Secret created");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(
+        secret["metadata"]["annotations"],
+        json!({"openbao.openova.io/single-use": "true"})
+    );
+    assert!(secret["metadata"].get("labels").is_none());
+    let data = secret["data"].as_object().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), vec!["recovery-seed"]);
+    let text = STANDARD
+        .decode(data["recovery-seed"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(text.len(), 44, "44-character base64 text");
+    assert!(!text.contains(&b'\n'));
+    assert_eq!(STANDARD.decode(&text).unwrap().len(), 32);
+    assert!(
+        !secret.to_string().contains("last-applied-configuration"),
+        "no kubectl.kubernetes.io/last-applied-configuration copy of the seed"
+    );
+    assert!(
+        sb.api.object("/api/v1/namespaces/openbao").is_some(),
+        "namespace created"
+    );
+
+    // The kubeconfig: server rewritten, every other field identical.
+    let stored = sb
+        .catalyst
+        .stored(DEPLOYMENT_ID)
+        .expect("kubeconfig captured");
+    let mut want = yaml(sb.api.kubeconfig().as_bytes());
+    want["clusters"][0]["cluster"]["server"] =
+        format!("https://{PUBLIC_ADDRESS}:{}", sb.api.addr().port()).into();
+    assert_eq!(yaml(&stored), want);
+    let puts = sb.catalyst.requests();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(
+        puts[0].authorization.as_deref(),
+        Some(format!("Bearer {}", sb.token).as_str())
+    );
+    assert_eq!(puts[0].query, None);
+
+    // systemd saw the phases, then READY=1 with the final status.
+    let lines = sb.notify.lines();
+    let ready = lines
+        .iter()
+        .position(|l| l == "READY=1")
+        .expect("READY=1 sent");
+    assert_eq!(
+        ready,
+        lines.len() - 2,
+        "READY=1 comes last, with the final STATUS: {lines:#?}"
+    );
+    assert!(
+        lines[ready + 1]
+            .starts_with("STATUS=Done: kubeconfig delivered; seed: recovery seed written")
+    );
+    let statuses = sb.notify.statuses();
+    let first = |needle: &str| {
+        statuses
+            .iter()
+            .position(|s| s.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {statuses:#?}"))
+    };
+    assert!(first("waiting for") < first("is ready"));
+    assert!(first("is ready") < first("kubeconfig: delivering"));
+    assert!(first("is ready") < first("seed: writing Secret"));
+
+    // State and stamp.
+    for phase in ["wait", "kubeconfig", "seed"] {
+        assert_eq!(phase_outcome(&sb, phase), "done", "{phase}");
+    }
+    assert!(sb.state_dir().join("done").exists());
+    sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_up_late() {
+    let sb = Sandbox::with(Start {
+        api_up: false,
+        api_ready: false,
+        ..Start::default()
+    });
+    let agent = sb.spawn(&["run"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    sb.api.set_up(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        sb.catalyst.requests().is_empty(),
+        "no PUT before the API server is ready"
+    );
+    sb.api.set_ready(true);
+    let out = agent.finish().await;
+    assert_exit(&out, 0);
+    assert!(
+        sb.notify
+            .statuses()
+            .iter()
+            .any(|s| s.contains("waiting for the API server") && s.contains("attempt"))
+    );
+    assert!(sb.api.count(&Method::GET, "/readyz") >= 2);
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_appears_late() {
+    let sb = Sandbox::with(Start {
+        kubeconfig: false,
+        ..Start::default()
+    });
+    let agent = sb.spawn(&["run"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(sb.api.requests().is_empty());
+    sb.write_kubeconfig();
+    let out = agent.finish().await;
+    assert_exit(&out, 0);
+    assert!(
+        sb.notify
+            .statuses()
+            .iter()
+            .any(|s| s.contains("k3s.yaml does not exist yet"))
+    );
+    assert!(sb.seed_secret().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalyst_api_503_three_times_then_204() {
+    let sb = Sandbox::new();
+    sb.catalyst
+        .script((0..3).map(|_| Step::error(503, "write-failed")));
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    let statuses: Vec<_> = sb.catalyst.requests().iter().map(|p| p.status).collect();
+    assert_eq!(statuses, vec![Some(503), Some(503), Some(503), Some(204)]);
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+    assert_eq!(sb.state()["kubeconfig"]["attempts"], 4);
+    let retry = sb
+        .notify
+        .statuses()
+        .into_iter()
+        .find(|s| s.contains("attempt 3 failed"))
+        .expect("retry status");
+    assert!(
+        retry.contains("503 write-failed") && retry.contains("next try in"),
+        "{retry}"
+    );
+    assert!(
+        sb.notify
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("EXTEND_TIMEOUT_USEC="))
+    );
+    sb.assert_no_leaks(&[&out.stderr]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let sb = Sandbox::new();
+    sb.catalyst.script([Step::Respond {
+        status: 429,
+        body: r#"{"error":"rate-limited"}"#.into(),
+        retry_after: Some("2".into()),
+    }]);
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    let puts = sb.catalyst.requests();
+    assert_eq!(puts.len(), 2);
+    let gap = puts[1].at - puts[0].at;
+    // max_delay in the sandbox is 400 ms: only Retry-After explains 2 s.
+    assert!(gap >= Duration::from_secs(2), "second try after {gap:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_response_then_already_set_is_success() {
+    let sb = Sandbox::new();
+    sb.catalyst.script([Step::StoreThenDrop]);
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    let statuses: Vec<_> = sb.catalyst.requests().iter().map(|p| p.status).collect();
+    assert_eq!(statuses, vec![None, Some(403)], "dropped, then already-set");
+    assert_eq!(
+        sb.catalyst.store_count(DEPLOYMENT_ID),
+        1,
+        "exactly one stored kubeconfig"
+    );
+    assert!(
+        out.stderr
+            .contains("already has this deployment's kubeconfig"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        sb.state()["kubeconfig"]["detail"],
+        "already captured by an earlier attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_token_exits_77_after_one_request() {
+    for (step, code) in [
+        (Step::error(401, "missing-bearer"), "missing-bearer"),
+        (Step::error(403, "invalid-bearer"), "invalid-bearer"),
+        (Step::error(403, "no-bearer-hash"), "no-bearer-hash"),
+    ] {
+        let sb = Sandbox::new();
+        sb.catalyst.script([step]);
+        let out = sb.run().await;
+        assert_exit(&out, 77);
+        assert_eq!(
+            sb.catalyst.requests().len(),
+            1,
+            "{code}: exactly one request"
+        );
+        assert!(
+            out.stderr.contains(code) && out.stderr.contains("bearer token rejected"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(phase_outcome(&sb, "kubeconfig"), "failed");
+        assert!(
+            sb.seed_secret().is_some(),
+            "the seed does not depend on the PUT"
+        );
+        assert!(!sb.state_dir().join("done").exists());
+        assert!(sb.notify.statuses().last().unwrap().contains("failed"));
+        sb.assert_no_leaks(&[&out.stderr]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_token_mismatch_is_rejected_by_the_contract_handler() {
+    let sb = Sandbox::new();
+    sb.write_secret_file(
+        "bearer",
+        &format!("{}\n", catalyst_bootstrap_tests::sandbox::new_token()),
+    );
+    let out = sb.run().await;
+    assert_exit(&out, 77);
+    assert_eq!(sb.catalyst.requests()[0].status, Some(403));
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprocessable_body_exits_65_and_redirect_exits_76_without_following() {
+    let sb = Sandbox::new();
+    sb.catalyst.script([Step::error(422, "body-too-large")]);
+    assert_exit(&sb.run().await, 65);
+    assert_eq!(sb.catalyst.requests().len(), 1);
+
+    let sb = Sandbox::new();
+    let elsewhere = Sandbox::new();
+    sb.catalyst.script([Step::Redirect {
+        status: 307,
+        location: format!("{}/steal", elsewhere.catalyst.url()),
+    }]);
+    let out = sb.run().await;
+    assert_exit(&out, 76);
+    assert!(out.stderr.contains("not following"), "{}", out.stderr);
+    assert!(
+        elsewhere.catalyst.requests().is_empty(),
+        "the bearer token must not travel to the redirect target"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_is_retried_and_logged_loudly() {
+    let sb = Sandbox::new();
+    sb.catalyst.script([Step::Respond {
+        status: 404,
+        body: "deployment not found\n".into(),
+        retry_after: None,
+    }]);
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(sb.catalyst.requests().len(), 2);
+    assert!(
+        out.stderr.contains("ERROR") && out.stderr.contains("does not know deployment"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_seed_is_kept_byte_for_byte() {
+    let sb = Sandbox::new();
+    sb.api.insert("/api/v1/namespaces/openbao", json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"openbao"},"status":{"phase":"Active"}}));
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "openbao-recovery-seed", "namespace": "openbao"},
+        "data": {"recovery-seed": STANDARD.encode("a-peer-wrote-this-seed-before-us-000000000000")},
+    });
+    sb.api.insert(SEED, theirs);
+    let before = sb.seed_secret().unwrap();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(sb.seed_secret().unwrap(), before, "kept byte for byte");
+    assert!(
+        out.stderr.contains("already holds a seed; kept it"),
+        "{}",
+        out.stderr
+    );
+    assert!(sb.api.requests().iter().all(|r| r.method != Method::PUT
+        && r.method != Method::PATCH
+        && r.method != Method::DELETE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_marker_means_no_seed() {
+    let sb = Sandbox::new();
+    sb.api.insert(MARKER, json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"openbao-init-marker","namespace":"openbao","labels":{"catalyst.openova.io/component":"openbao-init-marker"}},"data":{"initialised-at":"MjAyNi0wMS0wMQ=="}}));
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert!(sb.seed_secret().is_none());
+    assert_eq!(sb.api.count(&Method::POST, SECRETS), 0);
+    assert!(
+        out.stderr
+            .contains("OpenBao is already initialised; no seed written"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_after_secret_commit_keeps_our_own_seed() {
+    let sb = Sandbox::new();
+    sb.api
+        .fault(Method::POST, SECRETS, 1, Fault::CommitThenDrop);
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        sb.api.count(&Method::POST, SECRETS),
+        2,
+        "retried after the reset"
+    );
+    assert!(out.stderr.contains("kept it unchanged"), "{}", out.stderr);
+    assert!(sb.seed_secret().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_errors_on_create_are_retried() {
+    let sb = Sandbox::new();
+    sb.api.fault(
+        Method::POST,
+        SECRETS,
+        1,
+        Fault::Status {
+            code: 500,
+            reason: "InternalError",
+            message: "etcdserver: request timed out".into(),
+        },
+    );
+    sb.api.fault(
+        Method::POST,
+        SECRETS,
+        1,
+        Fault::Status {
+            code: 429,
+            reason: "TooManyRequests",
+            message: "slow down".into(),
+        },
+    );
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(sb.api.count(&Method::POST, SECRETS), 3);
+    assert!(
+        out.stderr
+            .contains("500 InternalError: etcdserver: request timed out"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_namespace_is_waited_out() {
+    let sb = Sandbox::new();
+    sb.api.insert("/api/v1/namespaces/openbao", json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"openbao"},"status":{"phase":"Active"}}));
+    sb.api.terminate_namespace("openbao");
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| e.contains("being terminated"))
+        .await;
+    sb.api.finish_termination("openbao");
+    let out = agent.finish().await;
+    assert_exit(&out, 0);
+    assert!(sb.seed_secret().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_seed_phase_neither_reseeds_nor_resends() {
+    let sb = Sandbox::new();
+    // First run: the seed is written, catalyst-api is overloaded until the deadline.
+    sb.write_config("deadline: 2s\n");
+    sb.catalyst
+        .script((0..100).map(|_| Step::error(503, "kubeconfigs-dir-unwritable")));
+    let out = sb.run().await;
+    assert_exit(&out, 69);
+    assert!(
+        out.stderr.contains("gave up after") && out.stderr.contains("kubeconfigs-dir-unwritable"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(phase_outcome(&sb, "seed"), "done");
+    assert_eq!(phase_outcome(&sb, "kubeconfig"), "failed");
+    assert!(
+        sb.state()["kubeconfig"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gave up")
+    );
+    let seed = sb.seed_secret().unwrap();
+    assert_eq!(sb.api.count(&Method::POST, SECRETS), 1);
+
+    // Second run: catalyst-api healthy. The seed is not touched again.
+    sb.catalyst.clear_script();
+    sb.write_config("");
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(sb.api.count(&Method::POST, SECRETS), 1, "no second seed");
+    assert_eq!(sb.seed_secret().unwrap(), seed);
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+
+    // Third run without the done stamp (as after a crash right before it):
+    // the state file says everything is done; nothing is sent again.
+    std::fs::remove_file(sb.state_dir().join("done")).unwrap();
+    let puts = sb.catalyst.requests().len();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(sb.catalyst.requests().len(), puts, "no second PUT");
+    assert_eq!(sb.api.count(&Method::POST, SECRETS), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_retry_saves_state_and_resume_completes() {
+    let sb = Sandbox::new();
+    sb.catalyst
+        .script((0..1000).map(|_| Step::error(503, "write-failed")));
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.matches("attempt").count() >= 2
+        })
+        .await;
+    agent.signal(Signal::SIGTERM);
+    let out = agent.finish().await;
+    assert_exit(&out, 75);
+    assert!(out.stderr.contains("stopped by SIGTERM"), "{}", out.stderr);
+    assert!(sb.notify.lines().contains(&"STOPPING=1".to_string()));
+    assert!(!sb.notify.lines().contains(&"READY=1".to_string()));
+    assert_eq!(phase_outcome(&sb, "kubeconfig"), "interrupted");
+    assert_eq!(phase_outcome(&sb, "seed"), "done");
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 0);
+
+    sb.catalyst.clear_script();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+    assert_eq!(
+        sb.api.count(&Method::POST, SECRETS),
+        1,
+        "the seed was not written twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_while_waiting_for_the_api_server() {
+    let sb = Sandbox::with(Start {
+        api_up: false,
+        ..Start::default()
+    });
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("wait phase started")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agent.signal(Signal::SIGINT);
+    let out = agent.finish().await;
+    assert_exit(&out, 75);
+    assert_eq!(phase_outcome(&sb, "wait"), "interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn done_stamp_means_nothing_to_do() {
+    let sb = Sandbox::new();
+    assert_exit(&sb.run().await, 0);
+    let (api, puts) = (sb.api.requests().len(), sb.catalyst.requests().len());
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert!(
+        out.stderr.contains("an earlier run finished"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        (sb.api.requests().len(), sb.catalyst.requests().len()),
+        (api, puts),
+        "no request at all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_on_the_same_state_refuses() {
+    let sb = Sandbox::with(Start {
+        api_up: false,
+        ..Start::default()
+    });
+    let first = sb.spawn(&["run"]);
+    first
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("wait phase started")
+        })
+        .await;
+    let second = sb.run().await;
+    assert_exit(&second, 75);
+    assert!(
+        second.stderr.contains("is already working in"),
+        "{}",
+        second.stderr
+    );
+    sb.api.set_up(true);
+    assert_exit(&first.finish().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_missing_at_the_deadline_exits_69_naming_the_file() {
+    let sb = Sandbox::with(Start {
+        kubeconfig: false,
+        ..Start::default()
+    });
+    sb.write_config("deadline: 1s\n");
+    let out = sb.run().await;
+    assert_exit(&out, 69);
+    assert!(
+        out.stderr.contains("k3s.yaml does not exist yet")
+            && out.stderr.contains("deadline passed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(phase_outcome(&sb, "wait"), "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_kubeconfigs_exit_65() {
+    let settled = std::time::SystemTime::now() - Duration::from_secs(30);
+    for (content, expect) in [
+        ("this: [is not\n".to_string(), "is not a usable kubeconfig"),
+        (
+            "apiVersion: v1\nkind: Config\nclusters: []\n".to_string(),
+            "it has no clusters",
+        ),
+    ] {
+        let sb = Sandbox::new();
+        std::fs::write(sb.kubeconfig_path(), content).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(sb.kubeconfig_path())
+            .unwrap()
+            .set_modified(settled)
+            .unwrap();
+        let out = sb.run().await;
+        assert_exit(&out, 65);
+        assert!(
+            out.stderr.contains(expect) && out.stderr.contains("k3s.yaml"),
+            "{}",
+            out.stderr
+        );
+        assert!(sb.catalyst.requests().is_empty());
+    }
+
+    // Under 1 MiB as k3s wrote it, over 1 MiB once rewritten to a long
+    // public name: refused before sending.
+    let sb = Sandbox::new();
+    let long_name = format!("{}.example", ["sovereign-control-plane"; 8].join("."));
+    sb.write_config(&format!("public_address: {long_name}\n"));
+    let base = sb.api.kubeconfig();
+    let padding = 1024 * 1024 - 100 - base.len();
+    std::fs::write(
+        sb.kubeconfig_path(),
+        format!("{base}padding: {}\n", "x".repeat(padding)),
+    )
+    .unwrap();
+    let out = sb.run().await;
+    assert_exit(&out, 65);
+    assert!(
+        out.stderr.contains("catalyst-api accepts at most 1048576"),
+        "{}",
+        out.stderr
+    );
+    assert!(sb.catalyst.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_goes_into_the_query() {
+    let sb = Sandbox::new();
+    sb.write_config("region: nbg1\n");
+    assert_exit(&sb.run().await, 0);
+    assert_eq!(
+        sb.catalyst.requests()[0].query.as_deref(),
+        Some("region=nbg1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_command_reports_each_outcome() {
+    let sb = Sandbox::new();
+    let out = sb.spawn(&["status"]).finish().await;
+    assert_exit(&out, 2);
+    assert!(out.stdout.contains("not started"), "{}", out.stdout);
+
+    sb.catalyst.script([Step::error(401, "missing-bearer")]);
+    assert_exit(&sb.run().await, 77);
+    let out = sb.spawn(&["status"]).finish().await;
+    assert_exit(&out, 1);
+    assert!(
+        out.stdout.contains("kubeconfig  failed") && out.stdout.contains("missing-bearer"),
+        "{}",
+        out.stdout
+    );
+
+    assert_exit(&sb.run().await, 0);
+    let out = sb.spawn(&["status", "--json"]).finish().await;
+    assert_exit(&out, 0);
+    let json: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["result"], "done");
+    assert_eq!(json["state"]["kubeconfig"]["outcome"], "done");
+    assert_eq!(json["state"]["kubeconfig"]["attempts"], 2);
+    assert_eq!(json["state"]["deployment_id"], DEPLOYMENT_ID);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_wait_blocks_until_done() {
+    let sb = Sandbox::with(Start {
+        api_up: false,
+        ..Start::default()
+    });
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("wait phase started")
+        })
+        .await;
+    let waiter = sb.spawn(&["status", "--wait"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !waiter.try_finished(),
+        "status --wait returned before the job was done"
+    );
+    sb.api.set_up(true);
+    assert_exit(&agent.finish().await, 0);
+    let out = waiter.finish().await;
+    assert_exit(&out, 0);
+    assert!(out.stdout.contains("catalyst-bootstrap: done"));
+}
