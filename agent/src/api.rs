@@ -10,7 +10,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AF
 
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::retry::{Classify, Retry, Verdict, is_refused};
+use crate::retry::{Classify, Retry, Verdict, innermost, is_refused};
 use crate::token::BearerToken;
 
 /// Error bodies are short JSON; more than this is not read.
@@ -33,8 +33,9 @@ pub(crate) enum Delivery {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PutError {
-    #[error("cannot reach catalyst-api: {0}")]
-    Transport(#[source] reqwest::Error),
+    // Not a #[source]: the display already names the innermost cause.
+    #[error("cannot reach catalyst-api: {}", innermost(.0))]
+    Transport(reqwest::Error),
     #[error("catalyst-api answered {status} {code}: {detail}")]
     Status {
         status: u16,

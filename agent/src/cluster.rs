@@ -12,7 +12,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Deserialize;
 
 use crate::exit::Exit;
-use crate::retry::{Classify, Retry, Verdict, is_refused};
+use crate::retry::{Classify, Retry, Verdict, innermost, is_refused};
 
 /// Responses are capped; nothing the agent reads is near this size.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -23,12 +23,12 @@ pub(crate) struct Cluster {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum KubeError {
-    #[error("{method} {path}: cannot reach the API server: {source}")]
+    // `error` is not a #[source]: the display already names the innermost cause.
+    #[error("{method} {path}: cannot reach the API server: {}", innermost(error))]
     Transport {
         method: Method,
         path: String,
-        #[source]
-        source: kube::Error,
+        error: kube::Error,
     },
     #[error("{method} {path}: {code} {reason}: {message}")]
     Status {
@@ -52,9 +52,9 @@ impl KubeError {
 impl Classify for KubeError {
     fn verdict(&self) -> Verdict {
         let (code, reason, message) = match self {
-            KubeError::Transport { source, .. } => {
+            KubeError::Transport { error, .. } => {
                 return Verdict::Retry(Retry {
-                    refused: is_refused(source),
+                    refused: is_refused(error),
                     after: None,
                 });
             }
@@ -134,10 +134,10 @@ impl Cluster {
         let req = req
             .body(body.map_or_else(Body::empty, Body::from))
             .expect("valid request");
-        let transport = |source| KubeError::Transport {
+        let transport = |error| KubeError::Transport {
             method: method.clone(),
             path: path.to_string(),
-            source,
+            error,
         };
         let res = self.client.send(req).await.map_err(transport)?;
         let status = res.status();

@@ -116,7 +116,12 @@ impl Job<'_> {
                         r.finished_at = Some(now());
                         r.detail = Some(detail.clone());
                     })?;
-                    self.notifier.phase(phase.name(), detail.clone(), None);
+                    // The wait is over once the others start: keep STATUS short.
+                    if phase == Phase::Wait {
+                        self.notifier.clear(phase.name());
+                    } else {
+                        self.notifier.phase(phase.name(), detail.clone(), None);
+                    }
                     record(
                         Event::PhaseDone,
                         &format!("{} phase done: {detail}", phase.name()),
@@ -206,7 +211,8 @@ impl Job<'_> {
                 "no cluster in the kubeconfig points at a loopback address; sending it unchanged"
             );
         }
-        let what = format!("delivering the kubeconfig to {}", self.api.url());
+        tracing::info!("sending the kubeconfig to {}", self.api.url());
+        let what = "delivering the kubeconfig to catalyst-api".to_string();
         let reporter = self.reporter(Phase::Kubeconfig, &what);
         let delivery = retry(&self.config.retry, deadline, &what, &reporter, |_| async {
             let result = self.api.put_kubeconfig(rewritten.body.clone()).await;

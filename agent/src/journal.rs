@@ -2,12 +2,16 @@
 //! connected to the journal, readable stderr lines otherwise. Every event an
 //! SRE may search for has a stable `MESSAGE_ID` (see the journal catalog).
 
-use std::io::IsTerminal;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 
-use tracing::Level;
+use tracing::field::{Field, Visit};
+use tracing::{Level, Subscriber, span};
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 
 /// Events with a stable `MESSAGE_ID`. The ids never change once released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,14 +109,102 @@ pub fn init(verbose: bool) {
             .init();
         return;
     }
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .compact();
     tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+        .with(Stderr.with_filter(filter))
         .init();
+}
+
+/// Readable lines for a person at a terminal:
+/// `2026-11-22T05:14:02.711Z WARN  [kubeconfig #2] message key=value`.
+/// The structured fields (MESSAGE_ID, deployment id) are for journald.
+struct Stderr;
+
+#[derive(Default)]
+struct SpanFields {
+    phase: Option<String>,
+    attempt: Option<u64>,
+}
+
+impl Visit for SpanFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "catalyst_phase" {
+            self.phase = Some(value.to_string());
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "catalyst_attempt" {
+            self.attempt = Some(value);
+        }
+    }
+    fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+}
+
+#[derive(Default)]
+struct EventFields {
+    message: String,
+    extra: String,
+}
+
+impl Visit for EventFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "message_id" => {}
+            name => {
+                let _ = write!(self.extra, " {name}={value:?}");
+            }
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message_id" => {}
+            name => {
+                let _ = write!(self.extra, " {name}={value}");
+            }
+        }
+    }
+}
+
+impl<S> Layer<S> for Stderr
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        let mut fields = SpanFields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let (mut phase, mut attempt) = (None, None);
+        for span in ctx
+            .event_scope(event)
+            .into_iter()
+            .flat_map(|s| s.from_root())
+        {
+            if let Some(f) = span.extensions().get::<SpanFields>() {
+                phase = f.phase.clone().or(phase);
+                attempt = f.attempt.or(attempt);
+            }
+        }
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+        let context = match (phase, attempt) {
+            (Some(p), Some(n)) => format!("[{p} #{n}] "),
+            (Some(p), None) => format!("[{p}] "),
+            _ => String::new(),
+        };
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let line = format!(
+            "{now} {:<5} {context}{}{}\n",
+            event.metadata().level(),
+            fields.message,
+            fields.extra
+        );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
 }
 
 #[cfg(test)]

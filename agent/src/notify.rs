@@ -42,6 +42,14 @@ impl Notifier {
         }
     }
 
+    /// Drops a finished phase's part from the status line.
+    pub(crate) fn clear(&self, phase: &'static str) {
+        self.parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(p, _)| *p != phase);
+    }
+
     pub(crate) fn ready(&self, text: &str) {
         send(&[NotifyState::Ready, NotifyState::Status(text)]);
     }

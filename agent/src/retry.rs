@@ -112,6 +112,22 @@ pub(crate) fn is_refused(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// The innermost cause of a transport error, which is the part that says
+/// what happened ("Connection refused", "invalid peer certificate:
+/// UnknownIssuer"); the outer layers only repeat the URL and the library.
+pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let text = cur.to_string();
+    // rustls appends a documentation link to some messages.
+    match text.find(": https://docs.rs/") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
 /// Told about each attempt, to report it (STATUS=, journal, state file).
 pub(crate) trait Progress {
     fn attempt(&self, n: u32);
@@ -314,6 +330,20 @@ mod tests {
         assert!(
             msg.contains("reaching thing: gave up after") && msg.contains("fake: Retry"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn innermost_cause_without_doc_links() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request for url (https://x.example/): client error")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other(
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/x",
+        ));
+        assert_eq!(
+            innermost(&err),
+            "peer closed connection without sending TLS close_notify"
         );
     }
 

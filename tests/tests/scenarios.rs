@@ -103,9 +103,13 @@ async fn happy_path_does_the_whole_job() {
             .position(|s| s.contains(needle))
             .unwrap_or_else(|| panic!("{needle}: {statuses:#?}"))
     };
-    assert!(first("waiting for") < first("is ready"));
-    assert!(first("is ready") < first("kubeconfig: delivering"));
-    assert!(first("is ready") < first("seed: writing Secret"));
+    assert!(first("k3s.yaml") < first("waiting for the API server"));
+    assert!(first("waiting for the API server") < first("kubeconfig: delivering"));
+    assert!(first("waiting for the API server") < first("seed: writing Secret"));
+    assert!(
+        !statuses.last().unwrap().contains("wait:"),
+        "a finished wait leaves the status line"
+    );
 
     // State and stamp.
     for phase in ["wait", "kubeconfig", "seed"] {
