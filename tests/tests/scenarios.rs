@@ -697,3 +697,69 @@ async fn status_wait_blocks_until_done() {
     assert_exit(&out, 0);
     assert!(out.stdout.contains("catalyst-bootstrap: done"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_used_where_readyz_is_missing() {
+    let sb = Sandbox::new();
+    sb.api.fault(
+        Method::GET,
+        "/readyz",
+        1000,
+        Fault::Status {
+            code: 404,
+            reason: "NotFound",
+            message: "the server could not find the requested resource".into(),
+        },
+    );
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert!(sb.api.count(&Method::GET, "/healthz") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_timeout_fires_and_the_retry_completes() {
+    let sb = Sandbox::new();
+    sb.write_config("read_timeout: 500ms\n");
+    // The fake stalls 3 s before answering (and storing): the agent gives up
+    // on that try after 500 ms and its next try is answered at once.
+    sb.catalyst.script([Step::Delay(Duration::from_secs(3))]);
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert!(
+        out.stderr
+            .contains("attempt 1 failed: cannot reach catalyst-api"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+    assert_eq!(sb.state()["kubeconfig"]["attempts"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_memory_is_locked_while_the_seed_is_alive() {
+    fn vm_lck_kib(pid: i32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let sb = Sandbox::new();
+    sb.api.fault(
+        Method::POST,
+        SECRETS,
+        1,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("seed phase started")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        vm_lck_kib(agent.pid()) >= 4,
+        "the seed's pages are not locked"
+    );
+    let out = agent.finish().await;
+    assert_exit(&out, 0);
+}
