@@ -226,4 +226,18 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), Event::ALL.len());
     }
+
+    #[test]
+    fn the_journal_catalog_explains_every_message_id() {
+        let catalog = include_str!("../../systemd/catalyst-bootstrap.catalog");
+        let entries: Vec<&str> = catalog
+            .lines()
+            .filter_map(|l| l.strip_prefix("-- "))
+            .collect();
+        let mut ids: Vec<&str> = Event::ALL.iter().map(|e| e.id()).collect();
+        ids.sort();
+        let mut listed = entries.clone();
+        listed.sort();
+        assert_eq!(listed, ids, "catalog entries and Event ids differ");
+    }
 }

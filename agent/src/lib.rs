@@ -60,9 +60,14 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 /// No core dumps and no ptrace/proc-mem access by other users while secrets
 /// may be in memory: done before any secret is read.
 fn harden() -> anyhow::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     nix::sys::prctl::set_dumpable(false).context("making the process non-dumpable")?;
-    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
-        .context("disabling core dumps")?;
+    // The unit's syscall filter denies setrlimit; it sets LimitCORE=0 instead.
+    if setrlimit(Resource::RLIMIT_CORE, 0, 0).is_err()
+        && getrlimit(Resource::RLIMIT_CORE) != Ok((0, 0))
+    {
+        anyhow::bail!("cannot disable core dumps (RLIMIT_CORE); set LimitCORE=0 in the unit");
+    }
     Ok(())
 }
 
