@@ -10,6 +10,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AF
 
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::http;
 use crate::retry::{Classify, Retry, Verdict, innermost, is_refused};
 use crate::token::BearerToken;
 
@@ -78,11 +79,7 @@ impl Classify for PutError {
 
 impl CatalystApi {
     pub(crate) fn new(config: &Config, token: BearerToken) -> anyhow::Result<CatalystApi> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .user_agent(concat!("catalyst-bootstrap/", env!("CARGO_PKG_VERSION")));
+        let mut builder = http::builder(config.connect_timeout, config.read_timeout);
         if let Some(path) = &config.ca_bundle {
             let pem = std::fs::read(path)
                 .with_context(|| format!("reading ca_bundle {}", path.display()))
@@ -132,15 +129,9 @@ impl CatalystApi {
             .map_err(PutError::Transport)?;
         let status = res.status();
         let headers = res.headers().clone();
-        let mut text = Vec::new();
-        while text.len() < MAX_ERROR_BODY {
-            match res.chunk().await.map_err(PutError::Transport)? {
-                Some(chunk) => {
-                    text.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY - text.len())])
-                }
-                None => break,
-            }
-        }
+        let text = http::read_capped(&mut res, MAX_ERROR_BODY)
+            .await
+            .map_err(PutError::Transport)?;
         classify(
             status,
             &headers,

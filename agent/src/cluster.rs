@@ -1,24 +1,29 @@
-//! The node's own Kubernetes API server, reached with k3s's admin kubeconfig.
-//! Requests are built by hand so a Secret body can come straight from
-//! locked memory; errors are `metav1.Status` objects classified here.
+//! The node's own Kubernetes API server, reached with k3s's admin kubeconfig
+//! (client-certificate TLS). Requests are built by hand so a Secret body can
+//! come straight from locked memory; errors are `metav1.Status` objects,
+//! classified here.
 
 use std::time::Duration;
 
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
-use kube::client::Body;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::exit::Exit;
+use crate::http;
 use crate::retry::{Classify, Retry, Verdict, innermost, is_refused};
 
 /// Responses are capped; nothing the agent reads is near this size.
 const MAX_RESPONSE: usize = 1 << 20;
 
 pub(crate) struct Cluster {
-    client: kube::Client,
+    http: reqwest::Client,
+    base: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +33,7 @@ pub(crate) enum KubeError {
     Transport {
         method: Method,
         path: String,
-        error: kube::Error,
+        error: reqwest::Error,
     },
     #[error("{method} {path}: {code} {reason}: {message}")]
     Status {
@@ -99,23 +104,44 @@ pub(crate) enum Created {
 }
 
 impl Cluster {
+    /// A client for the API server the kubeconfig's current context names.
     pub(crate) async fn connect(
         kubeconfig: &Kubeconfig,
         timeout: Duration,
     ) -> anyhow::Result<Cluster> {
-        use anyhow::Context;
-        let mut config =
+        Self::build(kubeconfig, timeout)
+            .await
+            .context("using the k3s kubeconfig to reach the local API server")
+            .context(Exit::Data)
+    }
+
+    async fn build(kubeconfig: &Kubeconfig, timeout: Duration) -> anyhow::Result<Cluster> {
+        let config =
             kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
-                .await
-                .context("using the k3s kubeconfig to reach the local API server")
-                .context(Exit::Data)?;
-        config.connect_timeout = Some(timeout);
-        config.read_timeout = Some(timeout);
-        config.write_timeout = Some(timeout);
-        // The local API server is on this node; a proxy must never be involved.
-        config.proxy_url = None;
-        let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
-        Ok(Cluster { client })
+                .await?;
+        let mut roots = Vec::new();
+        for der in config.root_cert.iter().flatten() {
+            roots.push(reqwest::Certificate::from_der(der).context("certificate-authority-data")?);
+        }
+        anyhow::ensure!(
+            !roots.is_empty(),
+            "the cluster has no certificate-authority data"
+        );
+        let identity = reqwest::Identity::from_pem(&identity_pem(&config.auth_info)?)
+            .context("client-certificate-data and client-key-data do not form a usable identity")?;
+        let http = http::builder(timeout, timeout)
+            .tls_certs_only(roots)
+            .identity(identity)
+            // The local API server is on this node; a proxy must never be involved.
+            .no_proxy()
+            .build()
+            .context("building the HTTPS client for the API server")?;
+        let base = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Cluster { http, base })
     }
 
     async fn send(
@@ -124,26 +150,25 @@ impl Cluster {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, KubeError> {
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header("Accept", "application/json");
-        if body.is_some() {
-            req = req.header("Content-Type", "application/json");
-        }
-        let req = req
-            .body(body.map_or_else(Body::empty, Body::from))
-            .expect("valid request");
-        let transport = |error| KubeError::Transport {
+        let transport = |error: reqwest::Error| KubeError::Transport {
             method: method.clone(),
             path: path.to_string(),
             error,
         };
-        let res = self.client.send(req).await.map_err(transport)?;
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            req = req.header("Content-Type", "application/json").body(body);
+        }
+        let mut res = req.send().await.map_err(transport)?;
         let status = res.status();
-        let bytes = collect_capped(res.into_body()).await.map_err(transport)?;
+        let bytes = http::read_capped(&mut res, MAX_RESPONSE)
+            .await
+            .map_err(transport)?;
         if status.is_success() {
-            return Ok(bytes);
+            return Ok(Bytes::from(bytes));
         }
         let body: StatusBody = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(KubeError::Status {
@@ -196,23 +221,42 @@ impl Cluster {
     }
 }
 
+/// Client certificate and key as one PEM document, from the kubeconfig's
+/// `*-data` fields (what k3s writes) or the files they name.
+fn identity_pem(auth: &AuthInfo) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    use secrecy::ExposeSecret;
+    let cert = match (&auth.client_certificate_data, &auth.client_certificate) {
+        (Some(data), _) => STANDARD
+            .decode(data.trim())
+            .context("client-certificate-data is not base64")?,
+        (None, Some(file)) => {
+            std::fs::read(file).with_context(|| format!("reading client-certificate {file}"))?
+        }
+        (None, None) => anyhow::bail!("the user has no client certificate"),
+    };
+    let key = match (&auth.client_key_data, &auth.client_key) {
+        (Some(data), _) => Zeroizing::new(
+            STANDARD
+                .decode(data.expose_secret().trim())
+                .context("client-key-data is not base64")?,
+        ),
+        (None, Some(file)) => Zeroizing::new(
+            std::fs::read(file).with_context(|| format!("reading client-key {file}"))?,
+        ),
+        (None, None) => anyhow::bail!("the user has no client key"),
+    };
+    let mut pem = Zeroizing::new(Vec::with_capacity(cert.len() + key.len() + 1));
+    pem.extend_from_slice(&cert);
+    pem.push(b'\n');
+    pem.extend_from_slice(&key);
+    Ok(pem)
+}
+
 fn reason_phrase(status: StatusCode) -> String {
     status
         .canonical_reason()
         .unwrap_or("Unknown")
         .replace(' ', "")
-}
-
-async fn collect_capped(mut body: Body) -> Result<Bytes, kube::Error> {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        if let Some(data) = frame.data_ref() {
-            let room = MAX_RESPONSE.saturating_sub(out.len());
-            out.extend_from_slice(&data[..data.len().min(room)]);
-        }
-    }
-    Ok(out.freeze())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod config;
 mod exit;
+mod http;
 mod job;
 mod journal;
 mod kubeconfig;
