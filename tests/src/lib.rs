@@ -5,7 +5,9 @@
 
 pub mod apiserver;
 pub mod catalyst;
+pub mod container;
 pub mod http;
 pub mod notify;
 pub mod pki;
 pub mod sandbox;
+pub mod ship;
