@@ -153,7 +153,7 @@ where
         n += 1;
         progress.attempt(n);
         let span = tracing::info_span!("attempt", catalyst_attempt = n);
-        let err = match op(n).instrument(span).await {
+        let err = match op(n).instrument(span.clone()).await {
             Ok(value) => return Ok(value),
             Err(err) => err,
         };
@@ -169,7 +169,8 @@ where
             ))
             .map_err(|e| e.context(Exit::Deadline));
         }
-        progress.retrying(n, &Chain(&err).to_string(), next);
+        // Inside the attempt's span, so the journal entry carries CATALYST_ATTEMPT.
+        span.in_scope(|| progress.retrying(n, &Chain(&err).to_string(), next));
         tokio::time::sleep(next).await;
     }
 }

@@ -148,6 +148,12 @@ users:
         c.objects.insert(path.to_string(), object);
     }
 
+    /// An Active namespace, as if someone had created it earlier.
+    pub fn insert_namespace(&self, name: &str) {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}});
+        self.insert(&format!("/api/v1/namespaces/{name}"), ns);
+    }
+
     pub fn object(&self, path: &str) -> Option<Value> {
         self.lock().objects.get(path).cloned()
     }

@@ -29,6 +29,21 @@ fn yaml(text: &[u8]) -> Value {
     serde_saphyr::from_slice(text).expect("valid YAML")
 }
 
+/// A sandbox whose API server is down, and an agent already waiting for it.
+async fn agent_waiting_for_the_api_server() -> (Sandbox, catalyst_bootstrap_tests::sandbox::Agent) {
+    let sb = Sandbox::with(Start {
+        api_up: false,
+        ..Start::default()
+    });
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("wait phase started")
+        })
+        .await;
+    (sb, agent)
+}
+
 fn phase_outcome(sb: &Sandbox, phase: &str) -> String {
     sb.state()[phase]["outcome"].as_str().unwrap().to_string()
 }
@@ -328,7 +343,7 @@ async fn not_found_is_retried_and_logged_loudly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_seed_is_kept_byte_for_byte() {
     let sb = Sandbox::new();
-    sb.api.insert("/api/v1/namespaces/openbao", json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"openbao"},"status":{"phase":"Active"}}));
+    sb.api.insert_namespace("openbao");
     let theirs = json!({
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": "openbao-recovery-seed", "namespace": "openbao"},
@@ -418,7 +433,7 @@ async fn kubernetes_errors_on_create_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminating_namespace_is_waited_out() {
     let sb = Sandbox::new();
-    sb.api.insert("/api/v1/namespaces/openbao", json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"openbao"},"status":{"phase":"Active"}}));
+    sb.api.insert_namespace("openbao");
     sb.api.terminate_namespace("openbao");
     let agent = sb.spawn(&["run"]);
     agent
@@ -508,16 +523,7 @@ async fn sigterm_mid_retry_saves_state_and_resume_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_while_waiting_for_the_api_server() {
-    let sb = Sandbox::with(Start {
-        api_up: false,
-        ..Start::default()
-    });
-    let agent = sb.spawn(&["run"]);
-    agent
-        .wait_for_stderr(Duration::from_secs(20), |e| {
-            e.contains("wait phase started")
-        })
-        .await;
+    let (sb, agent) = agent_waiting_for_the_api_server().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     agent.signal(Signal::SIGINT);
     let out = agent.finish().await;
@@ -546,16 +552,7 @@ async fn done_stamp_means_nothing_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_agent_on_the_same_state_refuses() {
-    let sb = Sandbox::with(Start {
-        api_up: false,
-        ..Start::default()
-    });
-    let first = sb.spawn(&["run"]);
-    first
-        .wait_for_stderr(Duration::from_secs(20), |e| {
-            e.contains("wait phase started")
-        })
-        .await;
+    let (sb, first) = agent_waiting_for_the_api_server().await;
     let second = sb.run().await;
     assert_exit(&second, 75);
     assert!(
@@ -675,16 +672,7 @@ async fn status_command_reports_each_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_wait_blocks_until_done() {
-    let sb = Sandbox::with(Start {
-        api_up: false,
-        ..Start::default()
-    });
-    let agent = sb.spawn(&["run"]);
-    agent
-        .wait_for_stderr(Duration::from_secs(20), |e| {
-            e.contains("wait phase started")
-        })
-        .await;
+    let (sb, agent) = agent_waiting_for_the_api_server().await;
     let waiter = sb.spawn(&["status", "--wait"]);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(

@@ -1,0 +1,191 @@
+//! A Debian bookworm machine booted with systemd as PID 1 by
+//! systemd-nspawn, sharing the host's network (so it reaches the fakes on
+//! host loopback) and writing only to a tmpfs overlay.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ship::{require, require_root, root, run};
+
+/// The cached rootfs, built by tests/systemd/make-rootfs on first use.
+pub fn rootfs() -> PathBuf {
+    let dir = std::env::var_os("CATALYST_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/catalyst-bootstrap-tests/bookworm-v3"));
+    if !dir.join(".complete").exists() {
+        require("debootstrap", "debootstrap");
+        run(Command::new(root().join("tests/systemd/make-rootfs")).arg(&dir));
+    }
+    dir
+}
+
+pub struct Container {
+    nspawn: Child,
+    leader: i32,
+    log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Container {
+    /// Boots the rootfs; `binds` are (host path, container path), read-only.
+    pub fn boot(binds: &[(&Path, &str)]) -> Container {
+        require_root();
+        require("systemd-nspawn", "systemd-container");
+        require("nsenter", "util-linux");
+        let rootfs = rootfs();
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("nspawn.log");
+        let mut cmd = Command::new("systemd-nspawn");
+        // nspawn's own seccomp filter denies mlock(2) unless the container
+        // keeps CAP_IPC_LOCK; a VM has no such filter. The unit itself drops
+        // every capability and locks its pages under LimitMEMLOCK=.
+        cmd.args([
+            "--quiet",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--volatile=overlay",
+            "--console=pipe",
+        ])
+        .arg("--capability=CAP_IPC_LOCK")
+        .arg("--directory")
+        .arg(&rootfs);
+        for (host, inside) in binds {
+            cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
+        }
+        let file = std::fs::File::create(&log).unwrap();
+        let nspawn = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("systemd-nspawn could not be started");
+        let mut container = Container {
+            nspawn,
+            leader: 0,
+            log,
+            _logdir: logdir,
+        };
+        container.leader = container.find_leader();
+        // Booted once the manager has finished start-up (degraded is fine:
+        // some units of a cloud image do not apply to a container).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = container.exec(&["systemctl", "is-system-running"]);
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if state == "running" || state == "degraded" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the container did not boot (state {state:?}); nspawn log:\n{}",
+                container.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        container
+    }
+
+    /// The container's PID 1 as the host sees it: the child of nspawn that runs systemd.
+    fn find_leader(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let nspawn = self.nspawn.id() as i32;
+        loop {
+            if let Ok(Some(status)) = self.nspawn.try_wait() {
+                panic!(
+                    "systemd-nspawn exited ({status}); it cannot run here:\n{}",
+                    self.log()
+                );
+            }
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+                    continue;
+                };
+                let ppid: i32 = rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if ppid == nspawn && comm.trim() == "systemd" {
+                    return pid;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no systemd under nspawn; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `argv` inside the container (all its namespaces).
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.leader.to_string(), "-a", "--"])
+            .args(argv)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .expect("nsenter")
+    }
+
+    /// Runs a shell script inside; fails the test unless it exits 0.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.exec(&["sh", "-euc", script]);
+        assert!(
+            out.status.success(),
+            "in the container: {script}\nexit {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes `content` to `path` inside the container with `mode`.
+    pub fn write(&self, path: &str, content: &str, mode: &str) {
+        let mut child = Command::new("nsenter")
+            .args(["-t", &self.leader.to_string(), "-a", "--", "sh", "-euc"])
+            .arg(format!(
+                "mkdir -p \"$(dirname {path})\"; cat > {path}; chmod {mode} {path}"
+            ))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), content.as_bytes()).unwrap();
+        drop(child.stdin.take());
+        assert!(
+            child.wait().unwrap().success(),
+            "writing {path} in the container failed"
+        );
+    }
+
+    /// `systemctl show -p NAME --value UNIT`.
+    pub fn show(&self, unit: &str, property: &str) -> String {
+        self.sh(&format!("systemctl show -p {property} --value {unit}"))
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}

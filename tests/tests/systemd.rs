@@ -1,0 +1,342 @@
+//! The packaged agent under a real systemd (PID 1 in a systemd-nspawn
+//! container), against the fakes on the host's loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use catalyst_bootstrap_tests::catalyst::{Step, sha256_hex};
+use catalyst_bootstrap_tests::container::Container;
+use catalyst_bootstrap_tests::sandbox::{DEPLOYMENT_ID, Sandbox};
+use catalyst_bootstrap_tests::ship::{artifacts, render_cloud_init};
+use serde_json::Value;
+
+const UNIT: &str = "catalyst-bootstrap";
+const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
+
+/// The fakes, on a runtime of their own so the test thread may block.
+fn fakes() -> (tokio::runtime::Runtime, Sandbox) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt.block_on(async { Sandbox::new() });
+    (rt, sb)
+}
+
+fn node_config(sb: &Sandbox, ca_path: &str) -> String {
+    format!(
+        "deployment_id: \"{DEPLOYMENT_ID}\"\ncatalyst_api_url: {}\npublic_address: 203.0.113.10\nca_bundle: {ca_path}\n\
+         retry:\n  initial_delay: 200ms\n  max_delay: 1s\n",
+        sb.catalyst.url()
+    )
+}
+
+/// What cloud-init and k3s would have left on the node.
+fn provision(c: &Container, sb: &Sandbox) {
+    c.sh(&format!(
+        "dpkg -i /mnt/pkg/catalyst-bootstrap_{}_amd64.deb",
+        artifacts().version
+    ));
+    c.write("/etc/catalyst-bootstrap/ca.pem", &sb.pki.ca_pem, "0644");
+    c.write(
+        "/etc/catalyst-bootstrap/config.yaml",
+        &node_config(sb, "/etc/catalyst-bootstrap/ca.pem"),
+        "0644",
+    );
+    c.write("/etc/rancher/k3s/k3s.yaml", &sb.api.kubeconfig(), "0600");
+    c.write(
+        "/etc/credstore/kubeconfig-bearer",
+        &format!("{}\n", sb.token),
+        "0600",
+    );
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What an SRE would look at, for failure messages.
+fn diagnose(c: &Container) -> String {
+    let out = c.exec(&["sh", "-c", "systemctl status --no-pager -l catalyst-bootstrap; journalctl -u catalyst-bootstrap --no-pager -o cat"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn journal_entries(c: &Container) -> Vec<Value> {
+    c.sh("journalctl -u catalyst-bootstrap -o json --no-pager")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn unit_does_the_job_and_reports_to_systemd_and_journald() {
+    let (_rt, sb) = fakes();
+    sb.catalyst.script([
+        Step::error(503, "write-failed"),
+        Step::error(503, "write-failed"),
+    ]);
+    let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
+    provision(&c, &sb);
+
+    // Watch the status line while `systemctl start` blocks.
+    let done = AtomicBool::new(false);
+    let (start, statuses) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen: Vec<String> = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let text = c.show(UNIT, "StatusText");
+                if !text.is_empty() && seen.last() != Some(&text) {
+                    seen.push(text);
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            seen
+        });
+        let start = c.exec(&["systemctl", "start", UNIT]);
+        done.store(true, Ordering::Relaxed);
+        (start, watcher.join().unwrap())
+    });
+    assert!(
+        start.status.success(),
+        "systemctl start failed:\n{}",
+        diagnose(&c)
+    );
+    // start returned only after READY=1, that is after the job.
+    assert_eq!(
+        sb.catalyst.store_count(DEPLOYMENT_ID),
+        1,
+        "kubeconfig captured before start returned"
+    );
+    assert!(
+        sb.seed_secret().is_some(),
+        "seed written before start returned"
+    );
+    assert_eq!(c.show(UNIT, "ActiveState"), "active");
+    assert_eq!(c.show(UNIT, "SubState"), "exited");
+    assert_eq!(c.show(UNIT, "Result"), "success");
+    let final_status = c.show(UNIT, "StatusText");
+    assert!(
+        final_status.starts_with("Done: kubeconfig delivered; seed: recovery seed written"),
+        "{final_status}"
+    );
+    println!("StatusText seen during start:\n  {}", statuses.join("\n  "));
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s.contains("attempt 1 failed") && s.contains("503 write-failed")),
+        "{statuses:#?}"
+    );
+
+    // Structured journal entries, and the catalog explains them.
+    let entries = journal_entries(&c);
+    let ours: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["SYSLOG_IDENTIFIER"] == "catalyst-bootstrap" && e.get("MESSAGE_ID").is_some())
+        .collect();
+    assert!(!ours.is_empty(), "no entry of the agent with MESSAGE_ID");
+    assert!(
+        ours.iter()
+            .all(|e| e["CATALYST_DEPLOYMENT_ID"] == DEPLOYMENT_ID),
+        "{ours:#?}"
+    );
+    let phases: Vec<&str> = ours
+        .iter()
+        .filter_map(|e| e["CATALYST_PHASE"].as_str())
+        .collect();
+    for phase in ["wait", "kubeconfig", "seed"] {
+        assert!(phases.contains(&phase), "no entry for phase {phase}");
+    }
+    assert!(
+        ours.iter()
+            .any(|e| e["MESSAGE_ID"] == "c0af651214a84c2aa716219b3091166e"
+                && e.get("CATALYST_ATTEMPT").is_none())
+    );
+    assert!(
+        entries.iter().any(|e| e.get("CATALYST_ATTEMPT").is_some()),
+        "attempt numbers are recorded"
+    );
+    let explained = c.sh("journalctl -u catalyst-bootstrap --catalog --no-pager");
+    assert!(
+        explained.contains("catalyst-bootstrap delivered the kubeconfig"),
+        "{explained}"
+    );
+
+    // The single-use credential is gone; no secret in journal or state.
+    let gone = c.exec(&["test", "-e", "/etc/credstore/kubeconfig-bearer"]);
+    assert!(
+        !gone.status.success(),
+        "the bearer credential file must be removed after success"
+    );
+    let journal = c.sh("journalctl -o export --no-pager");
+    assert!(
+        !journal.contains(&sb.token),
+        "the bearer token is in the journal"
+    );
+    let state = c.sh("cat /var/lib/catalyst-bootstrap/*");
+    assert!(!state.contains(&sb.token));
+    let wire = sb.seed_secret().unwrap()["data"]["recovery-seed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !journal.contains(&wire) && !state.contains(&wire),
+        "the seed leaked"
+    );
+
+    // The done stamp: a restart does nothing and sends nothing.
+    let (puts, api) = (sb.catalyst.requests().len(), sb.api.requests().len());
+    c.sh("systemctl restart catalyst-bootstrap");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.show(UNIT, "ConditionResult"), "no");
+    assert_eq!(
+        (sb.catalyst.requests().len(), sb.api.requests().len()),
+        (puts, api),
+        "a request after the stamp"
+    );
+}
+
+#[test]
+fn kill_9_mid_retry_then_systemd_restart_ends_with_one_seed_and_one_kubeconfig() {
+    let (_rt, sb) = fakes();
+    sb.catalyst
+        .script((0..8).map(|_| Step::error(503, "write-failed")));
+    let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
+    provision(&c, &sb);
+    c.sh("systemctl start --no-block catalyst-bootstrap");
+    wait_until("two PUTs", Duration::from_secs(60), || {
+        sb.catalyst.requests().len() >= 2
+    });
+
+    // While it retries: the token is in neither argv nor the environment.
+    let pid = c.show(UNIT, "MainPID");
+    assert_ne!(pid, "0");
+    let exposed = c.sh(&format!(
+        "tr '\\0' '\\n' < /proc/{pid}/cmdline; tr '\\0' '\\n' < /proc/{pid}/environ"
+    ));
+    assert!(!exposed.contains(&sb.token), "bearer in argv or environ");
+    assert!(
+        exposed.contains("CREDENTIALS_DIRECTORY="),
+        "the credential is passed as a systemd credential"
+    );
+
+    c.sh(&format!("kill -9 {pid}"));
+    wait_until(
+        "systemd to restart the agent and the job to finish",
+        Duration::from_secs(90),
+        || c.show(UNIT, "ActiveState") == "active",
+    );
+    assert_ne!(c.show(UNIT, "MainPID"), pid);
+    assert_eq!(c.show(UNIT, "NRestarts"), "1");
+    assert_eq!(
+        sb.catalyst.store_count(DEPLOYMENT_ID),
+        1,
+        "exactly one stored kubeconfig"
+    );
+    assert_eq!(
+        sb.api.count(&http::Method::POST, SECRETS),
+        1,
+        "exactly one seed created"
+    );
+}
+
+/// Serves one file over plain HTTP on loopback, for cloud-init's download.
+fn serve_file(bytes: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                bytes.len()
+            );
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|_| stream.write_all(&bytes));
+        }
+    });
+    port
+}
+
+/// Boots a node whose NoCloud seed is the rendered snippet.
+fn boot_with_cloud_init(
+    sb: &Sandbox,
+    deb_sha256: &str,
+    port: u16,
+    dirs: &tempfile::TempDir,
+) -> Container {
+    let seed = dirs.path().join("seed");
+    let dropins = dirs.path().join("config.d");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::create_dir_all(&dropins).unwrap();
+    let user_data = render_cloud_init(&[
+        ("deployment_id", DEPLOYMENT_ID),
+        ("catalyst_api_url", &sb.catalyst.url()),
+        ("public_address", "203.0.113.10"),
+        ("kubeconfig_bearer", &sb.token),
+        (
+            "agent_deb_url",
+            &format!("http://127.0.0.1:{port}/catalyst-bootstrap.deb"),
+        ),
+        ("agent_deb_sha256", deb_sha256),
+    ]);
+    std::fs::write(seed.join("user-data"), user_data).unwrap();
+    std::fs::write(
+        seed.join("meta-data"),
+        "instance-id: iid-catalyst-test\nlocal-hostname: cp-1\n",
+    )
+    .unwrap();
+    // What the snippet does not carry: the fakes' CA and quick retries.
+    std::fs::write(dropins.join("ca.pem"), &sb.pki.ca_pem).unwrap();
+    std::fs::write(
+        dropins.join("50-test.yaml"),
+        "ca_bundle: /etc/catalyst-bootstrap/config.d/ca.pem\nretry:\n  initial_delay: 200ms\n  max_delay: 1s\n",
+    )
+    .unwrap();
+    std::fs::write(dirs.path().join("k3s.yaml"), sb.api.kubeconfig()).unwrap();
+    Container::boot(&[
+        (&seed, "/var/lib/cloud/seed/nocloud"),
+        (&dropins, "/etc/catalyst-bootstrap/config.d"),
+        (&dirs.path().join("k3s.yaml"), "/etc/rancher/k3s/k3s.yaml"),
+    ])
+}
+
+#[test]
+fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
+    let (_rt, sb) = fakes();
+    let deb = std::fs::read(&artifacts().deb).unwrap();
+    let sha = sha256_hex(&deb);
+    let port = serve_file(deb);
+
+    let dirs = tempfile::tempdir().unwrap();
+    let c = boot_with_cloud_init(&sb, &sha, port, &dirs);
+    let status = c.exec(&["cloud-init", "status", "--wait", "--long"]);
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.contains("status: done"), "cloud-init:\n{status}");
+    wait_until("the agent to finish", Duration::from_secs(90), || {
+        c.show(UNIT, "ActiveState") == "active"
+    });
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+    assert!(sb.seed_secret().is_some());
+    let mode = c.sh("stat -c %a /etc/catalyst-bootstrap/config.yaml");
+    assert_eq!(mode.trim(), "644");
+    drop(c);
+
+    // A tampered download is not installed.
+    let (_rt2, sb2) = fakes();
+    let dirs2 = tempfile::tempdir().unwrap();
+    let c = boot_with_cloud_init(&sb2, &"0".repeat(64), port, &dirs2);
+    let _ = c.exec(&["cloud-init", "status", "--wait"]);
+    let installed = c.exec(&["sh", "-c", "command -v catalyst-bootstrap"]);
+    assert!(
+        !installed.status.success(),
+        "installed despite a SHA-256 mismatch"
+    );
+    let log = c.sh("cat /var/log/cloud-init-output.log");
+    assert!(log.contains("SHA-256 mismatch, not installing"), "{log}");
+    assert!(sb2.catalyst.requests().is_empty());
+}
