@@ -123,6 +123,7 @@ fn unit_does_the_job_and_reports_to_systemd_and_journald() {
         "{final_status}"
     );
     println!("StatusText seen during start:\n  {}", statuses.join("\n  "));
+    println!("What an SRE sees:\n{}", diagnose(&c));
     assert!(
         statuses
             .iter()
