@@ -74,10 +74,12 @@ fn journal_entries(c: &Container) -> Vec<Value> {
 #[test]
 fn unit_does_the_job_and_reports_to_systemd_and_journald() {
     let (_rt, sb) = fakes();
-    sb.catalyst.script([
-        Step::error(503, "write-failed"),
-        Step::error(503, "write-failed"),
-    ]);
+    let busy = || Step::Respond {
+        status: 503,
+        body: r#"{"error":"write-failed","detail":"disk busy"}"#.into(),
+        retry_after: None,
+    };
+    sb.catalyst.script([busy(), busy()]);
     let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
     provision(&c, &sb);
 
