@@ -36,6 +36,9 @@ const KEYS: &[&str] = &[
     "seed.name",
     "seed.key",
     "seed.marker",
+    "seed.helm_release",
+    "seed.helm_release.name",
+    "seed.helm_release.namespace",
     "retry",
     "retry.initial_delay",
     "retry.max_delay",
@@ -65,6 +68,15 @@ pub(crate) struct SeedTarget {
     pub(crate) name: String,
     pub(crate) key: String,
     pub(crate) marker: String,
+    /// The Helm release that renders this Secret in newer bp-openbao charts;
+    /// with it the Secret carries the ownership metadata Helm needs to adopt it.
+    pub(crate) helm_release: Option<HelmRelease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HelmRelease {
+    pub(crate) name: String,
+    pub(crate) namespace: String,
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +341,13 @@ impl Layers {
                 name: self.parsed("seed.name", Some("openbao-recovery-seed"), dns_subdomain)?,
                 key: self.parsed("seed.key", Some("recovery-seed"), secret_key)?,
                 marker: self.parsed("seed.marker", Some("openbao-init-marker"), dns_subdomain)?,
+                helm_release: match self.get("seed.helm_release") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(HelmRelease {
+                        name: self.parsed("seed.helm_release.name", None, helm_release_name)?,
+                        namespace: self.parsed("seed.helm_release.namespace", None, dns_label)?,
+                    }),
+                },
             },
             retry,
         })
@@ -451,6 +470,15 @@ fn dns_subdomain(s: &str) -> anyhow::Result<String> {
     Ok(s.to_string())
 }
 
+/// Helm release names: a DNS label of at most 53 characters.
+fn helm_release_name(s: &str) -> anyhow::Result<String> {
+    let name = dns_label(s)?;
+    if name.len() > 53 {
+        bail!("{s:?} is longer than the 53 characters Helm allows for a release name");
+    }
+    Ok(name)
+}
+
 fn secret_key(s: &str) -> anyhow::Result<String> {
     let ok = (1..=253).contains(&s.len())
         && s.bytes()
@@ -519,6 +547,13 @@ pub(crate) fn render(config: &Config, token_source: &Path) -> String {
     line("seed.name", &config.seed.name);
     line("seed.key", &config.seed.key);
     line("seed.marker", &config.seed.marker);
+    match &config.seed.helm_release {
+        Some(r) => line(
+            "seed.helm_release",
+            &format_args!("{} in namespace {}", r.name, r.namespace),
+        ),
+        None => line("seed.helm_release", &"(none: no Helm ownership metadata)"),
+    }
     line(
         "retry.initial_delay",
         &format_args!("{}ms", config.retry.initial.as_millis()),
@@ -660,6 +695,44 @@ mod tests {
     }
 
     #[test]
+    fn helm_release_is_off_by_default_and_needs_both_fields() {
+        let (_dir, file) = setup(MINIMAL, &[]);
+        assert_eq!(
+            load(Some(&file), &Overrides::default())
+                .unwrap()
+                .seed
+                .helm_release,
+            None
+        );
+        let (_dir, file) = setup(
+            &format!(
+                "{MINIMAL}seed:\n  helm_release:\n    name: bp-openbao\n    namespace: openbao\n"
+            ),
+            &[],
+        );
+        let c = load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.seed.helm_release,
+            Some(HelmRelease {
+                name: "bp-openbao".into(),
+                namespace: "openbao".into()
+            })
+        );
+        let msg = load_err(&format!(
+            "{MINIMAL}seed:\n  helm_release:\n    name: bp-openbao\n"
+        ));
+        assert!(
+            msg.contains("missing required key `seed.helm_release.namespace`"),
+            "{msg}"
+        );
+        let msg = load_err(&format!("{MINIMAL}seed:\n  helm_release: bp-openbao\n"));
+        assert!(
+            msg.contains("`seed.helm_release` must be a mapping"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn http_is_allowed_only_to_loopback() {
         for ok in [
             "http://127.0.0.1:8080",
@@ -719,7 +792,11 @@ mod tests {
         let (_dir, file) = setup(MINIMAL, &[]);
         let c = load(Some(&file), &Overrides::default()).unwrap();
         let text = render(&c, Path::new("/run/credentials/x/kubeconfig-bearer"));
-        for key in KEYS.iter().filter(|k| !is_table(k) && **k != "token_file") {
+        // token_file and the optional Helm release's fields only show when set.
+        for key in KEYS
+            .iter()
+            .filter(|k| !is_table(k) && **k != "token_file" && !k.starts_with("seed.helm_release."))
+        {
             assert!(
                 text.contains(&format!("{key}: ")),
                 "{key} missing from\n{text}"

@@ -69,11 +69,18 @@ pub(crate) fn secret_body(target: &SeedTarget) -> anyhow::Result<Bytes> {
     text.append_with(SEED_TEXT, |buf| encode_exact(raw.as_bytes(), buf))?;
     drop(raw);
 
-    let metadata = json!({
+    let mut metadata = json!({
         "name": target.name,
         "namespace": target.namespace,
         "annotations": { SINGLE_USE_ANNOTATION: "true" },
     });
+    if let Some(release) = &target.helm_release {
+        // What Helm checks before it adopts an existing object (and keeps its value).
+        metadata["labels"] = json!({ "app.kubernetes.io/managed-by": "Helm" });
+        metadata["annotations"]["meta.helm.sh/release-name"] = release.name.as_str().into();
+        metadata["annotations"]["meta.helm.sh/release-namespace"] =
+            release.namespace.as_str().into();
+    }
     let head = format!(
         r#"{{"apiVersion":"v1","kind":"Secret","metadata":{metadata},"type":"Opaque","data":{{{}:""#,
         serde_json::Value::from(target.key.as_str())
@@ -156,6 +163,7 @@ fn has_key(secret: &[u8], key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HelmRelease;
 
     fn target() -> SeedTarget {
         SeedTarget {
@@ -163,6 +171,7 @@ mod tests {
             name: "openbao-recovery-seed".into(),
             key: "recovery-seed".into(),
             marker: "openbao-init-marker".into(),
+            helm_release: None,
         }
     }
 
@@ -191,6 +200,33 @@ mod tests {
             json!({"openbao.openova.io/single-use": "true"})
         );
         assert_eq!(v["data"].as_object().unwrap().len(), 1);
+        assert!(
+            v["metadata"].get("labels").is_none(),
+            "no Helm metadata unless configured"
+        );
+    }
+
+    #[test]
+    fn helm_release_adds_ownership_metadata() {
+        let mut t = target();
+        t.helm_release = Some(HelmRelease {
+            name: "bp-openbao".into(),
+            namespace: "openbao".into(),
+        });
+        let (v, raw) = decode(&secret_body(&t).unwrap());
+        assert_eq!(raw.len(), 32);
+        assert_eq!(
+            v["metadata"]["labels"],
+            json!({"app.kubernetes.io/managed-by": "Helm"})
+        );
+        assert_eq!(
+            v["metadata"]["annotations"],
+            json!({
+                "openbao.openova.io/single-use": "true",
+                "meta.helm.sh/release-name": "bp-openbao",
+                "meta.helm.sh/release-namespace": "openbao",
+            })
+        );
     }
 
     #[test]

@@ -751,3 +751,21 @@ async fn seed_memory_is_locked_while_the_seed_is_alive() {
     let out = agent.finish().await;
     assert_exit(&out, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_release_makes_the_seed_adoptable_by_helm() {
+    let sb = Sandbox::new();
+    sb.write_config("seed:\n  helm_release:\n    name: bp-openbao\n    namespace: openbao\n");
+    assert_exit(&sb.run().await, 0);
+    let meta = &sb.seed_secret().unwrap()["metadata"];
+    assert_eq!(meta["labels"]["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(
+        meta["annotations"]["meta.helm.sh/release-name"],
+        "bp-openbao"
+    );
+    assert_eq!(
+        meta["annotations"]["meta.helm.sh/release-namespace"],
+        "openbao"
+    );
+    assert_eq!(meta["annotations"]["openbao.openova.io/single-use"], "true");
+}
