@@ -9,5 +9,6 @@ pub mod container;
 pub mod http;
 pub mod notify;
 pub mod pki;
+pub mod proxy;
 pub mod sandbox;
 pub mod ship;

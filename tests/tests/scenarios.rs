@@ -769,3 +769,36 @@ async fn helm_release_makes_the_seed_adoptable_by_helm() {
     );
     assert_eq!(meta["annotations"]["openbao.openova.io/single-use"], "true");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_proxy_carries_catalyst_api_but_never_the_local_api_server() {
+    let proxy = catalyst_bootstrap_tests::proxy::ConnectProxy::start().await;
+    let sb = Sandbox::new();
+    let mut cmd = sb.command(&["run"]);
+    cmd.env("HTTPS_PROXY", &proxy.url);
+    let out = catalyst_bootstrap_tests::sandbox::Agent::spawn(cmd)
+        .finish()
+        .await;
+    assert_exit(&out, 0);
+    let catalyst = sb.catalyst.url().trim_start_matches("https://").to_string();
+    assert_eq!(
+        proxy.targets(),
+        vec![catalyst],
+        "exactly the PUT went through the proxy"
+    );
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+
+    // NO_PROXY exempts catalyst-api too.
+    let sb = Sandbox::new();
+    let mut cmd = sb.command(&["run"]);
+    cmd.env("HTTPS_PROXY", &proxy.url)
+        .env("NO_PROXY", "127.0.0.1");
+    let before = proxy.targets().len();
+    assert_exit(
+        &catalyst_bootstrap_tests::sandbox::Agent::spawn(cmd)
+            .finish()
+            .await,
+        0,
+    );
+    assert_eq!(proxy.targets().len(), before);
+}
