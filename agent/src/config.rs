@@ -23,6 +23,7 @@ const KEYS: &[&str] = &[
     "deployment_id",
     "catalyst_api_url",
     "public_address",
+    "metadata_url",
     "kubeconfig",
     "token_file",
     "region",
@@ -43,6 +44,14 @@ const KEYS: &[&str] = &[
     "retry.initial_delay",
     "retry.max_delay",
 ];
+
+/// Where the public address comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AddressSource {
+    Literal(PublicAddress),
+    /// `public_address: hetzner-metadata`: asked from the metadata service.
+    HetznerMetadata(reqwest::Url),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PublicAddress {
@@ -83,7 +92,7 @@ pub(crate) struct HelmRelease {
 pub(crate) struct Config {
     pub(crate) deployment_id: String,
     pub(crate) catalyst_api_url: reqwest::Url,
-    pub(crate) public_address: PublicAddress,
+    pub(crate) public_address: AddressSource,
     pub(crate) kubeconfig: PathBuf,
     pub(crate) token_file: Option<PathBuf>,
     pub(crate) region: Option<String>,
@@ -316,7 +325,18 @@ impl Layers {
         Ok(Config {
             deployment_id: self.parsed("deployment_id", None, parse_deployment_id)?,
             catalyst_api_url: self.parsed("catalyst_api_url", None, parse_api_url)?,
-            public_address: self.parsed("public_address", None, parse_public_address)?,
+            public_address: match self.required("public_address")?.as_str() {
+                "hetzner-metadata" => AddressSource::HetznerMetadata(self.parsed(
+                    "metadata_url",
+                    Some("http://169.254.169.254"),
+                    |s| reqwest::Url::parse(s).with_context(|| format!("{s:?} is not a URL")),
+                )?),
+                _ => AddressSource::Literal(self.parsed(
+                    "public_address",
+                    None,
+                    parse_public_address,
+                )?),
+            },
             kubeconfig: PathBuf::from(self.parsed(
                 "kubeconfig",
                 Some("/etc/rancher/k3s/k3s.yaml"),
@@ -523,7 +543,12 @@ pub(crate) fn render(config: &Config, token_source: &Path) -> String {
     };
     line("deployment_id", &config.deployment_id);
     line("catalyst_api_url", &config.catalyst_api_url);
-    line("public_address", &config.public_address.url_host());
+    match &config.public_address {
+        AddressSource::Literal(address) => line("public_address", &address.url_host()),
+        AddressSource::HetznerMetadata(url) => {
+            line("public_address", &format_args!("hetzner-metadata ({url})"))
+        }
+    }
     line("kubeconfig", &config.kubeconfig.display());
     line("region", &config.region.as_deref().unwrap_or("(none)"));
     line(
@@ -604,7 +629,7 @@ mod tests {
         assert_eq!(c.deployment_id, "0123456789abcdef");
         assert_eq!(
             c.public_address,
-            PublicAddress::Ip("203.0.113.10".parse().unwrap())
+            AddressSource::Literal(PublicAddress::Ip("203.0.113.10".parse().unwrap()))
         );
         assert_eq!(c.kubeconfig, Path::new("/etc/rancher/k3s/k3s.yaml"));
         assert_eq!(c.state_dir, Path::new("/var/lib/catalyst-bootstrap"));
@@ -778,6 +803,28 @@ mod tests {
     }
 
     #[test]
+    fn hetzner_metadata_source() {
+        let (_dir, file) = setup(&MINIMAL.replace("203.0.113.10", "hetzner-metadata"), &[]);
+        let c = load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.public_address,
+            AddressSource::HetznerMetadata("http://169.254.169.254".parse().unwrap())
+        );
+        let (_dir, file) = setup(
+            &format!(
+                "{}metadata_url: http://127.0.0.1:8080\n",
+                MINIMAL.replace("203.0.113.10", "hetzner-metadata")
+            ),
+            &[],
+        );
+        let c = load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.public_address,
+            AddressSource::HetznerMetadata("http://127.0.0.1:8080".parse().unwrap())
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
@@ -792,11 +839,12 @@ mod tests {
         let (_dir, file) = setup(MINIMAL, &[]);
         let c = load(Some(&file), &Overrides::default()).unwrap();
         let text = render(&c, Path::new("/run/credentials/x/kubeconfig-bearer"));
-        // token_file and the optional Helm release's fields only show when set.
-        for key in KEYS
-            .iter()
-            .filter(|k| !is_table(k) && **k != "token_file" && !k.starts_with("seed.helm_release."))
-        {
+        // token_file, metadata_url and the Helm release's fields only show when they apply.
+        for key in KEYS.iter().filter(|k| {
+            !is_table(k)
+                && !["token_file", "metadata_url"].contains(k)
+                && !k.starts_with("seed.helm_release.")
+        }) {
             assert!(
                 text.contains(&format!("{key}: ")),
                 "{key} missing from\n{text}"

@@ -10,9 +10,10 @@ use tracing::Instrument;
 
 use crate::api::{CatalystApi, Delivery, PutError};
 use crate::cluster::Cluster;
-use crate::config::Config;
+use crate::config::{AddressSource, Config};
 use crate::journal::{Event, record};
 use crate::kubeconfig;
+use crate::metadata::Metadata;
 use crate::notify::Notifier;
 use crate::retry::{Progress, RetryPolicy, retry};
 use crate::seed::{self, SeedOutcome};
@@ -197,7 +198,24 @@ impl Job<'_> {
         kc: &kube::config::Kubeconfig,
         deadline: Instant,
     ) -> anyhow::Result<((), String)> {
-        let rewritten = kubeconfig::rewrite(kc, &self.config.public_address)?;
+        let address = match &self.config.public_address {
+            AddressSource::Literal(address) => address.clone(),
+            AddressSource::HetznerMetadata(base) => {
+                let metadata = Metadata::new(base, self.config.connect_timeout)?;
+                let what = format!("asking {} for the public address", metadata.url());
+                let reporter = self.reporter(Phase::Kubeconfig, &what);
+                let address = retry(&self.config.retry, deadline, &what, &reporter, |_| {
+                    metadata.public_ipv4()
+                })
+                .await?;
+                tracing::info!(
+                    "public address from the metadata service: {}",
+                    address.url_host()
+                );
+                address
+            }
+        };
+        let rewritten = kubeconfig::rewrite(kc, &address)?;
         for r in &rewritten.rewrites {
             tracing::info!(
                 "cluster {:?}: server {} rewritten to {}",

@@ -11,6 +11,7 @@ mod job;
 mod journal;
 mod kubeconfig;
 mod locked;
+mod metadata;
 mod notify;
 mod retry;
 mod seed;

@@ -164,3 +164,43 @@ pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Answe
             .unwrap(),
     )
 }
+
+/// A plain-HTTP server on loopback (what cloud-init downloads from, or a
+/// metadata service): answers each request with the next scripted
+/// `(status, body)`, the last one forever, and counts requests.
+pub struct PlainServer {
+    pub url: String,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PlainServer {
+    pub fn start(answers: Vec<(u16, Vec<u8>)>) -> PlainServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        assert!(!answers.is_empty());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = &answers[n.min(answers.len() - 1)];
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|_| stream.write_all(body));
+            }
+        });
+        PlainServer { url, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -802,3 +802,44 @@ async fn https_proxy_carries_catalyst_api_but_never_the_local_api_server() {
     );
     assert_eq!(proxy.targets().len(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_address_from_the_hetzner_metadata_service() {
+    use catalyst_bootstrap_tests::http::PlainServer;
+    // Not up in the first moments of the boot, then the node's address.
+    let metadata = PlainServer::start(vec![
+        (503, b"".to_vec()),
+        (200, b"198.51.100.23\n".to_vec()),
+    ]);
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "public_address: hetzner-metadata\nmetadata_url: {}\n",
+        metadata.url
+    ));
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_eq!(metadata.hits(), 2);
+    assert!(
+        out.stderr
+            .contains("public address from the metadata service: 198.51.100.23"),
+        "{}",
+        out.stderr
+    );
+    let stored = yaml(&sb.catalyst.stored(DEPLOYMENT_ID).unwrap());
+    assert_eq!(
+        stored["clusters"][0]["cluster"]["server"],
+        format!("https://198.51.100.23:{}", sb.api.addr().port())
+    );
+
+    // Garbage instead of an address: refused before sending, exit 65.
+    let metadata = PlainServer::start(vec![(200, b"<html>captive portal</html>".to_vec())]);
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "public_address: hetzner-metadata\nmetadata_url: {}\n",
+        metadata.url
+    ));
+    let out = sb.run().await;
+    assert_exit(&out, 65);
+    assert!(out.stderr.contains("not an IPv4 address"), "{}", out.stderr);
+    assert!(sb.catalyst.requests().is_empty());
+}

@@ -1,13 +1,12 @@
 //! The packaged agent under a real systemd (PID 1 in a systemd-nspawn
 //! container), against the fakes on the host's loopback.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use catalyst_bootstrap_tests::catalyst::{Step, sha256_hex};
 use catalyst_bootstrap_tests::container::Container;
+use catalyst_bootstrap_tests::http::PlainServer;
 use catalyst_bootstrap_tests::sandbox::{DEPLOYMENT_ID, Sandbox};
 use catalyst_bootstrap_tests::ship::{artifacts, render_cloud_init};
 use serde_json::Value;
@@ -245,31 +244,11 @@ fn kill_9_mid_retry_then_systemd_restart_ends_with_one_seed_and_one_kubeconfig()
     );
 }
 
-/// Serves one file over plain HTTP on loopback, for cloud-init's download.
-fn serve_file(bytes: Vec<u8>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                bytes.len()
-            );
-            let _ = stream
-                .write_all(head.as_bytes())
-                .and_then(|_| stream.write_all(&bytes));
-        }
-    });
-    port
-}
-
 /// Boots a node whose NoCloud seed is the rendered snippet.
 fn boot_with_cloud_init(
     sb: &Sandbox,
     deb_sha256: &str,
-    port: u16,
+    deb_url: &str,
     dirs: &tempfile::TempDir,
 ) -> Container {
     let seed = dirs.path().join("seed");
@@ -283,7 +262,7 @@ fn boot_with_cloud_init(
         ("kubeconfig_bearer", &sb.token),
         (
             "agent_deb_url",
-            &format!("http://127.0.0.1:{port}/catalyst-bootstrap.deb"),
+            &format!("{deb_url}/catalyst-bootstrap.deb"),
         ),
         ("agent_deb_sha256", deb_sha256),
     ]);
@@ -313,10 +292,10 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     let (_rt, sb) = fakes();
     let deb = std::fs::read(&artifacts().deb).unwrap();
     let sha = sha256_hex(&deb);
-    let port = serve_file(deb);
+    let files = PlainServer::start(vec![(200, deb)]);
 
     let dirs = tempfile::tempdir().unwrap();
-    let c = boot_with_cloud_init(&sb, &sha, port, &dirs);
+    let c = boot_with_cloud_init(&sb, &sha, &files.url, &dirs);
     let status = c.exec(&["cloud-init", "status", "--wait", "--long"]);
     let status = String::from_utf8_lossy(&status.stdout).to_string();
     assert!(status.contains("status: done"), "cloud-init:\n{status}");
@@ -332,7 +311,7 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     // A tampered download is not installed.
     let (_rt2, sb2) = fakes();
     let dirs2 = tempfile::tempdir().unwrap();
-    let c = boot_with_cloud_init(&sb2, &"0".repeat(64), port, &dirs2);
+    let c = boot_with_cloud_init(&sb2, &"0".repeat(64), &files.url, &dirs2);
     let _ = c.exec(&["cloud-init", "status", "--wait"]);
     let installed = c.exec(&["sh", "-c", "command -v catalyst-bootstrap"]);
     assert!(
