@@ -8,16 +8,24 @@ use std::time::{Duration, Instant};
 
 use crate::ship::{require, require_root, root, run};
 
-/// The cached rootfs, built by tests/systemd/make-rootfs on first use.
+/// The cached rootfs, built by tests/systemd/make-rootfs on first use
+/// (once per process; the script also takes a lock against other processes).
 pub fn rootfs() -> PathBuf {
-    let dir = std::env::var_os("CATALYST_TEST_ROOTFS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/catalyst-bootstrap-tests/bookworm-v3"));
-    if !dir.join(".complete").exists() {
-        require("debootstrap", "debootstrap");
-        run(Command::new(root().join("tests/systemd/make-rootfs")).arg(&dir));
-    }
-    dir
+    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let dir = std::env::var_os("CATALYST_TEST_ROOTFS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from("/var/cache/catalyst-bootstrap-tests/bookworm-v3")
+                });
+            if !dir.join(".complete").exists() {
+                require("debootstrap", "debootstrap");
+                run(Command::new(root().join("tests/systemd/make-rootfs")).arg(&dir));
+            }
+            dir
+        })
+        .clone()
 }
 
 pub struct Container {
