@@ -28,6 +28,11 @@ pub fn rootfs() -> PathBuf {
         .clone()
 }
 
+fn next_id() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Container {
     nspawn: Child,
     leader: i32,
@@ -57,6 +62,13 @@ impl Container {
             "--console=pipe",
         ])
         .arg("--capability=CAP_IPC_LOCK")
+        // nspawn names a machine after its directory and leaves state under
+        // /run/systemd/nspawn/propagate/<name>: every boot gets its own name.
+        .arg(format!(
+            "--machine=catalyst-test-{}-{}",
+            std::process::id(),
+            next_id()
+        ))
         .arg("--directory")
         .arg(&rootfs);
         for (host, inside) in binds {
@@ -78,7 +90,7 @@ impl Container {
         container.leader = container.find_leader();
         // Booted once the manager has finished start-up (degraded is fine:
         // some units of a cloud image do not apply to a container).
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let out = container.exec(&["systemctl", "is-system-running"]);
             let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
