@@ -204,7 +204,22 @@ impl Container {
 }
 
 impl Drop for Container {
+    /// Killing nspawn alone would orphan the container's systemd and keep
+    /// the machine alive (and block later boots): kill the container's PID 1,
+    /// which ends its whole PID namespace, then reap nspawn.
     fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if self.leader > 0 {
+            let _ = kill(Pid::from_raw(self.leader), Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.nspawn.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.nspawn.kill();
         let _ = self.nspawn.wait();
     }
