@@ -73,7 +73,7 @@ pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
     let reason = match Kubeconfig::from_yaml(&text) {
         Ok(kc) if !kc.clusters.is_empty() => return Ok(kc),
         Ok(_) => "it has no clusters".to_string(),
-        Err(e) => e.to_string(),
+        Err(e) => without_content(&e.to_string()),
     };
     let age = meta
         .modified()
@@ -86,6 +86,30 @@ pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
         });
     }
     Err(unusable(reason))
+}
+
+/// A parse error reduced to where and what: the YAML parser quotes the
+/// lines around the error and serde quotes the offending value, and either
+/// may be the client key.
+fn without_content(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    let mut out = String::with_capacity(first.len());
+    let mut quoted = false;
+    for c in first.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                out.push('"');
+            }
+            (c, false) => out.push(c),
+            (_, true) => {}
+        }
+    }
+    out
 }
 
 /// One server address that was rewritten, for the log.
@@ -284,6 +308,35 @@ users:
         std::fs::write(&path, vec![b'#'; MAX_BYTES + 1]).unwrap();
         let msg = read(&path).unwrap_err().to_string();
         assert!(msg.contains("bytes; a k3s kubeconfig"), "{msg}");
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k3s.yaml");
+        let key = "S0VZLU1BVEVSSUFMLU5FVkVSLUlOLUEtTE9H";
+        for broken in [
+            format!(
+                "users:\n- name: default\n  user:\n    client-key-data: {key}\n    client-certificate-data: [oops\n"
+            ),
+            format!(
+                "users:\n- name: default\n  user:\n    client-key-data: {key}\n  bad indent: x\n"
+            ),
+            format!("clusters: 5\nusers:\n- user:\n    client-key-data: {key}\n"),
+            format!("clusters: {key}\n"),
+        ] {
+            std::fs::write(&path, broken).unwrap();
+            let old = SystemTime::now() - Duration::from_secs(60);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            let msg = read(&path).unwrap_err().to_string();
+            assert!(!msg.contains(key), "the error quotes the file: {msg}");
+            assert!(msg.contains("is not a usable kubeconfig"), "{msg}");
+        }
     }
 
     #[test]

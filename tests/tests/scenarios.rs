@@ -843,3 +843,30 @@ async fn public_address_from_the_hetzner_metadata_service() {
     assert!(out.stderr.contains("not an IPv4 address"), "{}", out.stderr);
     assert!(sb.catalyst.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_kubeconfig_is_reported_without_quoting_its_key() {
+    let sb = Sandbox::new();
+    // The client key is the file's last line: a broken line after it makes
+    // the YAML parser quote the key in its error, which must not reach a log.
+    let broken = format!(
+        "{}    client-certificate-data: [oops\n",
+        sb.api.kubeconfig()
+    );
+    std::fs::write(sb.kubeconfig_path(), broken).unwrap();
+    let settled = std::time::SystemTime::now() - Duration::from_secs(30);
+    std::fs::File::options()
+        .write(true)
+        .open(sb.kubeconfig_path())
+        .unwrap()
+        .set_modified(settled)
+        .unwrap();
+    let out = sb.run().await;
+    assert_exit(&out, 65);
+    assert!(
+        out.stderr.contains("is not a usable kubeconfig"),
+        "{}",
+        out.stderr
+    );
+    sb.assert_no_leaks(&[&out.stderr]);
+}
