@@ -35,12 +35,30 @@ pub fn agent_binary() -> PathBuf {
         dir.pop();
     }
     let bin = dir.join("catalyst-bootstrap");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let sources = newest_change(&crate::ship::root().join("agent"));
     assert!(
-        bin.exists(),
-        "{} is not built; run `cargo test --workspace` (or `cargo build -p catalyst-bootstrap`) first",
+        built.is_some_and(|b| sources.is_none_or(|s| b >= s)),
+        "{} is missing or older than agent/; run `cargo test --workspace` (or `cargo build -p catalyst-bootstrap`), \
+         which builds it, rather than testing a stale binary",
         bin.display()
     );
     bin
+}
+
+/// The newest modification time of any file under `dir`.
+fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_change(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// A fresh random token in the contract's format.
