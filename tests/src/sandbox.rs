@@ -36,10 +36,14 @@ pub fn agent_binary() -> PathBuf {
     }
     let bin = dir.join("catalyst-bootstrap");
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let sources = newest_change(&crate::ship::root().join("agent"));
+    let agent = crate::ship::root().join("agent");
+    let manifest = std::fs::metadata(agent.join("Cargo.toml"))
+        .and_then(|m| m.modified())
+        .ok();
+    let sources = newest_change(&agent.join("src")).max(manifest);
     assert!(
         built.is_some_and(|b| sources.is_none_or(|s| b >= s)),
-        "{} is missing or older than agent/; run `cargo test --workspace` (or `cargo build -p catalyst-bootstrap`), \
+        "{} is missing or older than agent/src; run `cargo test --workspace` (or `cargo build -p catalyst-bootstrap`), \
          which builds it, rather than testing a stale binary",
         bin.display()
     );
