@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AF
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::http;
-use crate::retry::{Classify, Retry, Verdict, innermost, is_refused};
+use crate::retry::{Classify, Retry, Verdict, innermost};
 use crate::token::BearerToken;
 
 /// Error bodies are short JSON; more than this is not read.
@@ -53,10 +53,7 @@ pub(crate) enum PutError {
 impl Classify for PutError {
     fn verdict(&self) -> Verdict {
         match self {
-            PutError::Transport(e) => Verdict::Retry(Retry {
-                refused: is_refused(e),
-                after: None,
-            }),
+            PutError::Transport(e) => Verdict::transport(e),
             PutError::Redirect { .. } => Verdict::Permanent(Exit::Protocol),
             PutError::Status {
                 status,

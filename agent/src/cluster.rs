@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::exit::Exit;
 use crate::http;
-use crate::retry::{Classify, Retry, Verdict, innermost, is_refused};
+use crate::retry::{Classify, Retry, Verdict, innermost};
 
 /// Responses are capped; nothing the agent reads is near this size.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -58,10 +58,7 @@ impl Classify for KubeError {
     fn verdict(&self) -> Verdict {
         let (code, reason, message) = match self {
             KubeError::Transport { error, .. } => {
-                return Verdict::Retry(Retry {
-                    refused: is_refused(error),
-                    after: None,
-                });
+                return Verdict::transport(error);
             }
             KubeError::Status {
                 code,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::PublicAddress;
 use crate::exit::Exit;
 use crate::http;
-use crate::retry::{Classify, Retry, Verdict, innermost, is_refused};
+use crate::retry::{Classify, Retry, Verdict, innermost};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetadataError {
@@ -23,10 +23,7 @@ pub(crate) enum MetadataError {
 impl Classify for MetadataError {
     fn verdict(&self) -> Verdict {
         match self {
-            MetadataError::Transport(e) => Verdict::Retry(Retry {
-                refused: is_refused(e),
-                after: None,
-            }),
+            MetadataError::Transport(e) => Verdict::transport(e),
             // The service may not be up in the first seconds of a boot.
             MetadataError::Status(_) => Verdict::Retry(Retry::default()),
             MetadataError::NotAnAddress(_) => Verdict::Permanent(Exit::Data),

@@ -95,13 +95,24 @@ pub(crate) enum Verdict {
     Retry(Retry),
 }
 
+impl Verdict {
+    /// A connection, TLS or timeout error may heal; a refused connection is
+    /// probed again quickly.
+    pub(crate) fn transport(err: &(dyn StdError + 'static)) -> Verdict {
+        Verdict::Retry(Retry {
+            refused: is_refused(err),
+            after: None,
+        })
+    }
+}
+
 /// Implemented by each boundary's error type: its one classification.
 pub(crate) trait Classify {
     fn verdict(&self) -> Verdict;
 }
 
 /// True when the innermost I/O error of a chain is "connection refused".
-pub(crate) fn is_refused(err: &(dyn StdError + 'static)) -> bool {
+fn is_refused(err: &(dyn StdError + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -151,39 +151,32 @@ impl Container {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Runs `argv` inside the container (all its namespaces).
-    pub fn exec(&self, argv: &[&str]) -> Output {
-        Command::new("nsenter")
-            .args(["-t", &self.leader.to_string(), "-a", "--"])
+    /// `argv` inside the container (all its namespaces), with a clean environment.
+    fn command(&self, argv: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.leader.to_string(), "-a", "--"])
             .args(argv)
             .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .output()
-            .expect("nsenter")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd
+    }
+
+    /// Runs `argv` inside the container; its exit status is the caller's to judge.
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        self.command(argv).output().expect("nsenter")
     }
 
     /// Runs a shell script inside; fails the test unless it exits 0.
     pub fn sh(&self, script: &str) -> String {
-        let out = self.exec(&["sh", "-euc", script]);
-        assert!(
-            out.status.success(),
-            "in the container: {script}\nexit {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&run(&mut self.command(&["sh", "-euc", script])).stdout)
+            .into_owned()
     }
 
     /// Writes `content` to `path` inside the container with `mode`.
     pub fn write(&self, path: &str, content: &str, mode: &str) {
-        let mut child = Command::new("nsenter")
-            .args(["-t", &self.leader.to_string(), "-a", "--", "sh", "-euc"])
-            .arg(format!(
-                "mkdir -p \"$(dirname {path})\"; cat > {path}; chmod {mode} {path}"
-            ))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        let script = format!("mkdir -p \"$(dirname {path})\"; cat > {path}; chmod {mode} {path}");
+        let mut child = self
+            .command(&["sh", "-euc", &script])
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();

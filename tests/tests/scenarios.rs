@@ -25,6 +25,15 @@ fn assert_exit(out: &Finished, code: i32) {
     );
 }
 
+/// The agent said `needle` on stderr.
+fn assert_stderr(out: &Finished, needle: &str) {
+    assert!(
+        out.stderr.contains(needle),
+        "{needle:?} not in stderr:\n{}",
+        out.stderr
+    );
+}
+
 fn yaml(text: &[u8]) -> Value {
     serde_saphyr::from_slice(text).expect("valid YAML")
 }
@@ -243,12 +252,7 @@ async fn lost_response_then_already_set_is_success() {
         1,
         "exactly one stored kubeconfig"
     );
-    assert!(
-        out.stderr
-            .contains("already has this deployment's kubeconfig"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "already has this deployment's kubeconfig");
     assert_eq!(
         sb.state()["kubeconfig"]["detail"],
         "already captured by an earlier attempt"
@@ -315,7 +319,7 @@ async fn unprocessable_body_exits_65_and_redirect_exits_76_without_following() {
     }]);
     let out = sb.run().await;
     assert_exit(&out, 76);
-    assert!(out.stderr.contains("not following"), "{}", out.stderr);
+    assert_stderr(&out, "not following");
     assert!(
         elsewhere.catalyst.requests().is_empty(),
         "the bearer token must not travel to the redirect target"
@@ -354,11 +358,7 @@ async fn existing_seed_is_kept_byte_for_byte() {
     let out = sb.run().await;
     assert_exit(&out, 0);
     assert_eq!(sb.seed_secret().unwrap(), before, "kept byte for byte");
-    assert!(
-        out.stderr.contains("already holds a seed; kept it"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "already holds a seed; kept it");
     assert!(sb.api.requests().iter().all(|r| r.method != Method::PUT
         && r.method != Method::PATCH
         && r.method != Method::DELETE));
@@ -372,12 +372,7 @@ async fn init_marker_means_no_seed() {
     assert_exit(&out, 0);
     assert!(sb.seed_secret().is_none());
     assert_eq!(sb.api.count(&Method::POST, SECRETS), 0);
-    assert!(
-        out.stderr
-            .contains("OpenBao is already initialised; no seed written"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "OpenBao is already initialised; no seed written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +387,7 @@ async fn reset_after_secret_commit_keeps_our_own_seed() {
         2,
         "retried after the reset"
     );
-    assert!(out.stderr.contains("kept it unchanged"), "{}", out.stderr);
+    assert_stderr(&out, "kept it unchanged");
     assert!(sb.seed_secret().is_some());
 }
 
@@ -422,12 +417,7 @@ async fn kubernetes_errors_on_create_are_retried() {
     let out = sb.run().await;
     assert_exit(&out, 0);
     assert_eq!(sb.api.count(&Method::POST, SECRETS), 3);
-    assert!(
-        out.stderr
-            .contains("500 InternalError: etcdserver: request timed out"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "500 InternalError: etcdserver: request timed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,7 +493,7 @@ async fn sigterm_mid_retry_saves_state_and_resume_completes() {
     agent.signal(Signal::SIGTERM);
     let out = agent.finish().await;
     assert_exit(&out, 75);
-    assert!(out.stderr.contains("stopped by SIGTERM"), "{}", out.stderr);
+    assert_stderr(&out, "stopped by SIGTERM");
     assert!(sb.notify.lines().contains(&"STOPPING=1".to_string()));
     assert!(!sb.notify.lines().contains(&"READY=1".to_string()));
     assert_eq!(phase_outcome(&sb, "kubeconfig"), "interrupted");
@@ -538,11 +528,7 @@ async fn done_stamp_means_nothing_to_do() {
     let (api, puts) = (sb.api.requests().len(), sb.catalyst.requests().len());
     let out = sb.run().await;
     assert_exit(&out, 0);
-    assert!(
-        out.stderr.contains("an earlier run finished"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "an earlier run finished");
     assert_eq!(
         (sb.api.requests().len(), sb.catalyst.requests().len()),
         (api, puts),
@@ -555,11 +541,7 @@ async fn a_second_agent_on_the_same_state_refuses() {
     let (sb, first) = agent_waiting_for_the_api_server().await;
     let second = sb.run().await;
     assert_exit(&second, 75);
-    assert!(
-        second.stderr.contains("is already working in"),
-        "{}",
-        second.stderr
-    );
+    assert_stderr(&second, "is already working in");
     sb.api.set_up(true);
     assert_exit(&first.finish().await, 0);
 }
@@ -624,11 +606,7 @@ async fn unusable_kubeconfigs_exit_65() {
     .unwrap();
     let out = sb.run().await;
     assert_exit(&out, 65);
-    assert!(
-        out.stderr.contains("catalyst-api accepts at most 1048576"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "catalyst-api accepts at most 1048576");
     assert!(sb.catalyst.requests().is_empty());
 }
 
@@ -713,12 +691,7 @@ async fn read_timeout_fires_and_the_retry_completes() {
     sb.catalyst.script([Step::Delay(Duration::from_secs(3))]);
     let out = sb.run().await;
     assert_exit(&out, 0);
-    assert!(
-        out.stderr
-            .contains("attempt 1 failed: cannot reach catalyst-api"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "attempt 1 failed: cannot reach catalyst-api");
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
     assert_eq!(sb.state()["kubeconfig"]["attempts"], 2);
 }
@@ -819,11 +792,9 @@ async fn public_address_from_the_hetzner_metadata_service() {
     let out = sb.run().await;
     assert_exit(&out, 0);
     assert_eq!(metadata.hits(), 2);
-    assert!(
-        out.stderr
-            .contains("public address from the metadata service: 198.51.100.23"),
-        "{}",
-        out.stderr
+    assert_stderr(
+        &out,
+        "public address from the metadata service: 198.51.100.23",
     );
     let stored = yaml(&sb.catalyst.stored(DEPLOYMENT_ID).unwrap());
     assert_eq!(
@@ -840,7 +811,7 @@ async fn public_address_from_the_hetzner_metadata_service() {
     ));
     let out = sb.run().await;
     assert_exit(&out, 65);
-    assert!(out.stderr.contains("not an IPv4 address"), "{}", out.stderr);
+    assert_stderr(&out, "not an IPv4 address");
     assert!(sb.catalyst.requests().is_empty());
 }
 
@@ -863,10 +834,6 @@ async fn a_broken_kubeconfig_is_reported_without_quoting_its_key() {
         .unwrap();
     let out = sb.run().await;
     assert_exit(&out, 65);
-    assert!(
-        out.stderr.contains("is not a usable kubeconfig"),
-        "{}",
-        out.stderr
-    );
+    assert_stderr(&out, "is not a usable kubeconfig");
     sb.assert_no_leaks(&[&out.stderr]);
 }
