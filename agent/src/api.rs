@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::http;
+use crate::kubeconfig::Rewritten;
 use crate::retry::{Classify, Retry, Verdict, innermost};
 use crate::token::BearerToken;
 
@@ -114,13 +114,16 @@ impl CatalystApi {
     }
 
     /// One PUT of the kubeconfig, classified.
-    pub(crate) async fn put_kubeconfig(&self, body: Bytes) -> Result<Delivery, PutError> {
+    pub(crate) async fn put_kubeconfig(
+        &self,
+        kubeconfig: &Rewritten,
+    ) -> Result<Delivery, PutError> {
         let mut res = self
             .http
             .put(self.url.clone())
             .header(AUTHORIZATION, self.token.header_value())
             .header(CONTENT_TYPE, "application/x-yaml")
-            .body(body)
+            .body(kubeconfig.body.clone())
             .send()
             .await
             .map_err(PutError::Transport)?;
@@ -129,12 +132,37 @@ impl CatalystApi {
         let text = http::read_capped(&mut res, MAX_ERROR_BODY)
             .await
             .map_err(PutError::Transport)?;
-        classify(
-            status,
-            &headers,
-            &self.token.scrub(&String::from_utf8_lossy(&text)),
-        )
+        let mut sent: Vec<&[u8]> = vec![self.token.as_bytes()];
+        sent.extend(kubeconfig.keys.iter().map(|k| k.as_bytes()));
+        classify(status, &headers, &String::from_utf8_lossy(&text)).map_err(|mut err| {
+            // What gets logged of an answer: its code and its detail.
+            if let PutError::Status { code, detail, .. } = &mut err {
+                for text in [code, detail] {
+                    if repeats_secret(text, &sent) {
+                        *text = WITHHELD.to_string();
+                    }
+                }
+            }
+            err
+        })
     }
+}
+
+const WITHHELD: &str = "(answer withheld from the log: it repeats secret material of the request)";
+
+/// Whether `text`, which a server sent back and which will be logged,
+/// repeats any part of a secret we sent: a misrouted URL may hit an echo
+/// server or a debug proxy that answers with the request. Any 24-character
+/// window counts, so a truncated echo is caught too.
+fn repeats_secret(text: &str, secrets: &[&[u8]]) -> bool {
+    const WINDOW: usize = 24;
+    secrets.iter().any(|secret| {
+        secret.len() >= WINDOW
+            && secret
+                .windows(WINDOW)
+                .step_by(WINDOW / 2)
+                .any(|w| text.as_bytes().windows(WINDOW).any(|t| t == w))
+    })
 }
 
 /// The contract's response table, in one place.
@@ -303,6 +331,30 @@ mod tests {
             err.to_string(),
             "catalyst-api answered 404 Not Found: deployment not found"
         );
+    }
+
+    #[test]
+    fn answers_repeating_a_secret_are_caught_even_truncated() {
+        let key = b"LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUJ";
+        let token = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let sent: [&[u8]; 2] = [token, key];
+        let key_text = std::str::from_utf8(key).unwrap();
+        assert!(repeats_secret(
+            &format!("bad line: client-key-data: {key_text}"),
+            &sent
+        ));
+        assert!(
+            repeats_secret(&format!("...{}", &key_text[10..40]), &sent),
+            "a truncated echo"
+        );
+        assert!(repeats_secret(
+            "Authorization: Bearer 0123456789abcdef0123456789abcdef",
+            &sent
+        ));
+        assert!(!repeats_secret(
+            r#"{"error":"write-failed","detail":"disk busy"}"#,
+            &sent
+        ));
     }
 
     #[test]

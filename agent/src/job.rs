@@ -233,7 +233,7 @@ impl Job<'_> {
         let what = "delivering the kubeconfig to catalyst-api".to_string();
         let reporter = self.reporter(Phase::Kubeconfig, &what);
         let delivery = retry(&self.config.retry, deadline, &what, &reporter, |_| async {
-            let result = self.api.put_kubeconfig(rewritten.body.clone()).await;
+            let result = self.api.put_kubeconfig(&rewritten).await;
             if let Err(PutError::Status { status: 404, .. }) = &result {
                 tracing::error!(
                     "catalyst-api does not know deployment {} (404): check deployment_id and catalyst_api_url, \

@@ -124,6 +124,9 @@ pub(crate) struct Rewrite {
 pub(crate) struct Rewritten {
     pub(crate) body: Bytes,
     pub(crate) rewrites: Vec<Rewrite>,
+    /// The client keys inside `body` (`client-key-data`), so an answer that
+    /// repeats them can be withheld from the log.
+    pub(crate) keys: Vec<Zeroizing<String>>,
 }
 
 /// Points every loopback server at `public`, keeping scheme, port and path;
@@ -160,9 +163,16 @@ pub(crate) fn rewrite(kc: &Kubeconfig, public: &PublicAddress) -> anyhow::Result
         .context(Exit::Data);
     }
     let bytes = Zeroizing::new(std::mem::take(&mut *yaml).into_bytes());
+    let keys = kc
+        .auth_infos
+        .iter()
+        .filter_map(|named| named.auth_info.as_ref()?.client_key_data.as_ref())
+        .map(|key| Zeroizing::new(secrecy::ExposeSecret::expose_secret(key).to_string()))
+        .collect();
     Ok(Rewritten {
         body: Bytes::from_owner(bytes),
         rewrites,
+        keys,
     })
 }
 

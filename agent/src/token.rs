@@ -103,10 +103,10 @@ impl BearerToken {
         header
     }
 
-    /// Removes the token from text a server sent back before it is logged: a
-    /// hostile or buggy catalyst-api may echo the Authorization header.
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        text.replace(self.value.as_str(), "<redacted>")
+    /// The characters, only to check that text a server sent back does not
+    /// repeat them (`api::repeats_secret`).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.value.as_bytes()
     }
 }
 
@@ -193,13 +193,11 @@ mod tests {
     }
 
     #[test]
-    fn redacts_in_debug_display_and_scrub() {
+    fn redacts_in_debug_and_display() {
         let dir = tmpdir("redact");
         let path = write(&dir, "t", GOOD.as_bytes(), 0o600);
         let token = BearerToken::read(&path, false).unwrap();
         assert_eq!(format!("{token}"), "<redacted>");
         assert!(!format!("{token:?}").contains(GOOD));
-        let echoed = format!("{{\"detail\":\"got Bearer {GOOD}\"}}");
-        assert!(!token.scrub(&echoed).contains(GOOD));
     }
 }

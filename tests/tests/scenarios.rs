@@ -837,3 +837,27 @@ async fn a_broken_kubeconfig_is_reported_without_quoting_its_key() {
     assert_stderr(&out, "is not a usable kubeconfig");
     sb.assert_no_leaks(&[&out.stderr]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_echoes_the_request_does_not_get_the_key_into_the_log() {
+    let sb = Sandbox::new();
+    // A misrouted URL answering 400 with the request it got, as debug
+    // proxies and echo servers do.
+    let kubeconfig = sb.api.kubeconfig();
+    let key_line = kubeconfig
+        .lines()
+        .find(|l| l.contains("client-key-data"))
+        .unwrap();
+    let echoed =
+        serde_json::json!({"error": "bad-request", "detail": format!("cannot parse {key_line}")})
+            .to_string();
+    sb.catalyst.script([Step::Respond {
+        status: 400,
+        body: echoed,
+        retry_after: None,
+    }]);
+    let out = sb.run().await;
+    assert_exit(&out, 76);
+    assert_stderr(&out, "catalyst-api answered 400 bad-request");
+    sb.assert_no_leaks(&[&out.stderr]);
+}
