@@ -13,7 +13,7 @@ use crate::config::Overrides;
     version,
     about = "First-boot agent for OpenOva Sovereign control-plane nodes: delivers the node's kubeconfig \
              to catalyst-api and writes the OpenBao recovery seed",
-    after_help = "Exit codes: 0 done, 65 unusable data, 69 deadline passed, 70 internal error, \
+    after_help = "Exit codes: 0 done, 65 unusable data, 68 certificate lacks the public address, 69 deadline passed, 70 internal error, \
                   73 cannot write state, 75 interrupted, 76 unexpected catalyst-api answer, \
                   77 bearer rejected, 78 bad configuration. status: 0 done, 1 failed, 2 not done yet."
 )]
@@ -44,6 +44,9 @@ pub struct Cli {
     pub state_dir: Option<String>,
     #[arg(long, global = true, value_name = "NAME")]
     region: Option<String>,
+    /// This node's name, its identity on the coordination Lease (default: the hostname).
+    #[arg(long, global = true, value_name = "NAME")]
+    node_name: Option<String>,
     /// Overall deadline, like 30m.
     #[arg(long, global = true, value_name = "DURATION")]
     deadline: Option<String>,
@@ -75,6 +78,7 @@ impl Cli {
             ("kubeconfig", &self.kubeconfig),
             ("state_dir", &self.state_dir),
             ("region", &self.region),
+            ("node_name", &self.node_name),
             ("deadline", &self.deadline),
         ];
         Overrides(

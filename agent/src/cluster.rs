@@ -24,6 +24,8 @@ const MAX_RESPONSE: usize = 1 << 20;
 pub(crate) struct Cluster {
     http: reqwest::Client,
     base: String,
+    /// The kubeconfig's CA, which the preflight checks the certificate with.
+    ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub(crate) enum KubeError {
         path: String,
         error: reqwest::Error,
     },
+    #[error("{path}: the API server's answer does not decode: {error}")]
+    Decode { path: String, error: String },
     #[error("{method} {path}: {code} {reason}: {message}")]
     Status {
         method: Method,
@@ -49,7 +53,7 @@ impl KubeError {
     pub(crate) fn code(&self) -> Option<u16> {
         match self {
             KubeError::Status { code, .. } => Some(*code),
-            KubeError::Transport { .. } => None,
+            KubeError::Transport { .. } | KubeError::Decode { .. } => None,
         }
     }
 }
@@ -60,6 +64,7 @@ impl Classify for KubeError {
             KubeError::Transport { error, .. } => {
                 return Verdict::transport(error);
             }
+            KubeError::Decode { .. } => return Verdict::Permanent(Exit::Internal),
             KubeError::Status {
                 code,
                 reason,
@@ -117,8 +122,10 @@ impl Cluster {
             kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
                 .await?;
         let mut roots = Vec::new();
+        let mut ca = Vec::new();
         for der in config.root_cert.iter().flatten() {
             roots.push(reqwest::Certificate::from_der(der).context("certificate-authority-data")?);
+            ca.push(der.clone().into());
         }
         anyhow::ensure!(
             !roots.is_empty(),
@@ -138,7 +145,16 @@ impl Cluster {
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        Ok(Cluster { http, base })
+        Ok(Cluster { http, base, ca })
+    }
+
+    pub(crate) fn ca(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.ca
+    }
+
+    /// The API server's URL as the kubeconfig names it.
+    pub(crate) fn server(&self) -> &str {
+        &self.base
     }
 
     async fn send(
@@ -206,9 +222,20 @@ impl Cluster {
         }
     }
 
+    /// POSTs `body` to the collection at `path`: the object as created.
+    pub(crate) async fn post(&self, path: &str, body: Bytes) -> Result<Bytes, KubeError> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// PUTs `body` to `path`: a conditional update when it carries a
+    /// resourceVersion (409 Conflict when that is stale).
+    pub(crate) async fn put(&self, path: &str, body: Bytes) -> Result<Bytes, KubeError> {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
     /// POSTs `body` to the collection at `path`; never updates an existing object.
     pub(crate) async fn create(&self, path: &str, body: Bytes) -> Result<Created, KubeError> {
-        match self.send(Method::POST, path, Some(body)).await {
+        match self.post(path, body).await {
             Ok(_) => Ok(Created::New),
             Err(KubeError::Status {
                 code: 409, reason, ..

@@ -24,6 +24,10 @@ const KEYS: &[&str] = &[
     "catalyst_api_url",
     "public_address",
     "metadata_url",
+    "sovereign_fqdn",
+    "preflight",
+    "node_name",
+    "lease_duration",
     "kubeconfig",
     "token_file",
     "region",
@@ -51,6 +55,14 @@ pub(crate) enum AddressSource {
     Literal(PublicAddress),
     /// `public_address: hetzner-metadata`: asked from the metadata service.
     HetznerMetadata(reqwest::Url),
+}
+
+/// What a kubeconfig whose certificate check failed gets: refused, or sent
+/// with a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Preflight {
+    Enforce,
+    Warn,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +105,13 @@ pub(crate) struct Config {
     pub(crate) deployment_id: String,
     pub(crate) catalyst_api_url: reqwest::Url,
     pub(crate) public_address: AddressSource,
+    /// The name k3s always has in `--tls-san`; the kubeconfig's
+    /// `tls-server-name` when the certificate does not name the address.
+    pub(crate) sovereign_fqdn: Option<String>,
+    pub(crate) preflight: Preflight,
+    /// This node's identity as holder of the coordination Lease.
+    pub(crate) node_name: String,
+    pub(crate) lease_duration: Duration,
     pub(crate) kubeconfig: PathBuf,
     pub(crate) token_file: Option<PathBuf>,
     pub(crate) region: Option<String>,
@@ -337,6 +356,20 @@ impl Layers {
                     parse_public_address,
                 )?),
             },
+            sovereign_fqdn: match self.string("sovereign_fqdn")? {
+                Some(_) => Some(self.parsed("sovereign_fqdn", None, dns_name)?),
+                None => None,
+            },
+            preflight: self.parsed("preflight", Some("enforce"), |s| match s {
+                "enforce" => Ok(Preflight::Enforce),
+                "warn" => Ok(Preflight::Warn),
+                other => bail!("{other:?} is neither \"enforce\" nor \"warn\""),
+            })?,
+            node_name: match self.string("node_name")? {
+                Some(_) => self.parsed("node_name", None, dns_subdomain)?,
+                None => hostname()?,
+            },
+            lease_duration: self.duration("lease_duration", "30s")?,
             kubeconfig: PathBuf::from(self.parsed(
                 "kubeconfig",
                 Some("/etc/rancher/k3s/k3s.yaml"),
@@ -451,6 +484,11 @@ fn parse_public_address(s: &str) -> anyhow::Result<PublicAddress> {
         }
         return Ok(PublicAddress::Ip(ip));
     }
+    dns_name(s).map(PublicAddress::Name)
+}
+
+/// A DNS name, lowercased, without a trailing dot.
+fn dns_name(s: &str) -> anyhow::Result<String> {
     let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
     let valid = !name.is_empty()
         && name.len() <= 253
@@ -464,7 +502,14 @@ fn parse_public_address(s: &str) -> anyhow::Result<PublicAddress> {
     if !valid {
         bail!("{s:?} is neither an IP address nor a DNS name");
     }
-    Ok(PublicAddress::Name(name))
+    Ok(name)
+}
+
+/// The node name Kubernetes uses by default: the kernel's hostname.
+fn hostname() -> anyhow::Result<String> {
+    let raw = nix::unistd::gethostname().context("reading the hostname for `node_name`")?;
+    let name = raw.to_string_lossy().to_ascii_lowercase();
+    dns_subdomain(&name).context("the hostname cannot serve as `node_name`; set `node_name`")
 }
 
 fn parse_region(s: &str) -> anyhow::Result<String> {
@@ -549,6 +594,22 @@ pub(crate) fn render(config: &Config, token_source: &Path) -> String {
             line("public_address", &format_args!("hetzner-metadata ({url})"))
         }
     }
+    line(
+        "sovereign_fqdn",
+        &config.sovereign_fqdn.as_deref().unwrap_or("(none)"),
+    );
+    line(
+        "preflight",
+        &match config.preflight {
+            Preflight::Enforce => "enforce",
+            Preflight::Warn => "warn",
+        },
+    );
+    line("node_name", &config.node_name);
+    line(
+        "lease_duration",
+        &format_args!("{}s", config.lease_duration.as_secs()),
+    );
     line("kubeconfig", &config.kubeconfig.display());
     line("region", &config.region.as_deref().unwrap_or("(none)"));
     line(

@@ -10,6 +10,9 @@ pub enum Exit {
     /// The kubeconfig k3s wrote, or an object already in the cluster, is
     /// unusable as it is (EX_DATAERR).
     Data,
+    /// The API server's certificate does not verify for the address the
+    /// kubeconfig would carry (EX_NOHOST): k3s needs another `--tls-san`.
+    Certificate,
     /// The overall deadline passed before the job was done (EX_UNAVAILABLE).
     Deadline,
     /// A bug or an unexpected local failure (EX_SOFTWARE).
@@ -30,6 +33,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Exit::Data => 65,
+            Exit::Certificate => 68,
             Exit::Deadline => 69,
             Exit::Internal => 70,
             Exit::State => 73,
@@ -52,6 +56,7 @@ impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Exit::Data => "unusable input data",
+            Exit::Certificate => "certificate check failed",
             Exit::Deadline => "deadline passed",
             Exit::Internal => "internal error",
             Exit::State => "cannot write state",

@@ -10,11 +10,14 @@ use tracing::Instrument;
 
 use crate::api::{CatalystApi, Delivery, PutError};
 use crate::cluster::Cluster;
-use crate::config::{AddressSource, Config};
+use crate::config::{AddressSource, Config, Preflight, PublicAddress};
+use crate::exit::Exit;
 use crate::journal::{Event, record};
 use crate::kubeconfig;
+use crate::lease::{self, Claim, Coordinator};
 use crate::metadata::Metadata;
 use crate::notify::Notifier;
+use crate::preflight::{self, Check, Passed};
 use crate::retry::{Progress, RetryPolicy, retry};
 use crate::seed::{self, SeedOutcome};
 use crate::state::{Outcome, Phase, Store, now};
@@ -25,12 +28,18 @@ struct Reporter<'a> {
     what: &'a str,
     store: &'a Store,
     notifier: &'a Notifier,
+    /// Whether attempts count in the state file's `attempts`, which counts
+    /// the phase's own requests (the PUT, the create), not the steps that
+    /// prepare them (address discovery, the certificate check).
+    counted: bool,
 }
 
 impl Progress for Reporter<'_> {
     fn attempt(&self, n: u32) {
-        if let Err(e) = self.store.phase(self.phase, |r| r.attempts += 1) {
-            tracing::warn!("{e:#}");
+        if self.counted {
+            if let Err(e) = self.store.phase(self.phase, |r| r.attempts += 1) {
+                tracing::warn!("{e:#}");
+            }
         }
         if n == 1 {
             self.notifier
@@ -68,12 +77,37 @@ impl Job<'_> {
         let seed_done = state.seed.outcome == Outcome::Done;
 
         let (kc, cluster) = self.phase(Phase::Wait, self.wait(deadline)).await?;
+        let coordinator = Coordinator {
+            cluster: &cluster,
+            node: &self.config.node_name,
+            deployment_id: &self.config.deployment_id,
+            duration: self.config.lease_duration,
+            policy: &self.config.retry,
+        };
+        let held = match self
+            .phase(Phase::Lease, self.claim(&coordinator, deadline))
+            .await?
+        {
+            Claim::Held(held) => held,
+            Claim::DoneBy { node, .. } => {
+                let detail = format!("done by control-plane node {node}");
+                for phase in [Phase::Kubeconfig, Phase::Seed] {
+                    self.store.phase(phase, |r| {
+                        r.outcome = Outcome::Done;
+                        r.finished_at = Some(now());
+                        r.detail = Some(detail.clone());
+                    })?;
+                }
+                self.store.mark_done()?;
+                return Ok(());
+            }
+        };
         let deliver = async {
             if kubeconfig_done {
                 tracing::info!("kubeconfig was delivered by an earlier run; not sending it again");
                 return Ok(());
             }
-            self.phase(Phase::Kubeconfig, self.deliver(&kc, deadline))
+            self.phase(Phase::Kubeconfig, self.deliver(&kc, &cluster, deadline))
                 .await
         };
         let write_seed = async {
@@ -85,11 +119,64 @@ impl Job<'_> {
         };
         // The PUT never waits for the seed: both run, and both finish, so a
         // rejected token does not leave the node without its seed.
-        let (delivered, seeded) = tokio::join!(deliver, write_seed);
+        let (delivered, seeded) = coordinator
+            .renewing(&held, async { tokio::join!(deliver, write_seed) })
+            .await;
         delivered?;
         seeded?;
+        // Without the record the others take over after expiry and find the
+        // work done (seed kept, `already-set`): slower, not wrong.
+        let what = "recording completion on the Lease";
+        if let Err(e) = coordinator
+            .complete(held, deadline, &self.step_reporter(Phase::Lease, what))
+            .await
+        {
+            tracing::warn!("{e:#}");
+        }
         self.store.mark_done()?;
         Ok(())
+    }
+
+    /// Holds the Lease, or learns that another node did the work.
+    async fn claim(
+        &self,
+        coordinator: &Coordinator<'_>,
+        deadline: Instant,
+    ) -> anyhow::Result<(Claim, String)> {
+        let what = format!("claiming Lease kube-system/{}", lease::NAME);
+        let claim = coordinator
+            .claim(deadline, &self.reporter(Phase::Lease, &what), |holder| {
+                let text = format!(
+                    "control-plane node {holder} holds Lease kube-system/{}; waiting for it to finish \
+                     (or to stop renewing for {}s)",
+                    lease::NAME,
+                    self.config.lease_duration.as_secs()
+                );
+                tracing::info!("{text}");
+                self.notifier.phase(Phase::Lease.name(), text, None);
+            })
+            .await?;
+        let detail = match &claim {
+            Claim::Held(_) => {
+                let text = format!(
+                    "node {} holds Lease kube-system/{} and does the work",
+                    self.config.node_name,
+                    lease::NAME
+                );
+                record(Event::LeaseHeld, &text);
+                text
+            }
+            Claim::DoneBy { node, at } => {
+                let text = format!(
+                    "control-plane node {node} did the work (recorded on Lease kube-system/{} at {at}); \
+                     nothing left to do on this node",
+                    lease::NAME
+                );
+                record(Event::PeerCompleted, &text);
+                text
+            }
+        };
+        Ok((claim, detail))
     }
 
     /// Runs one phase in its span, recording start, outcome and failure.
@@ -156,6 +243,15 @@ impl Job<'_> {
             what,
             store: self.store,
             notifier: self.notifier,
+            counted: true,
+        }
+    }
+
+    /// For a step that prepares the phase's request.
+    fn step_reporter<'b>(&'b self, phase: Phase, what: &'b str) -> Reporter<'b> {
+        Reporter {
+            counted: false,
+            ..self.reporter(phase, what)
         }
     }
 
@@ -196,6 +292,7 @@ impl Job<'_> {
     async fn deliver(
         &self,
         kc: &kube::config::Kubeconfig,
+        cluster: &Cluster,
         deadline: Instant,
     ) -> anyhow::Result<((), String)> {
         let address = match &self.config.public_address {
@@ -203,7 +300,7 @@ impl Job<'_> {
             AddressSource::HetznerMetadata(base) => {
                 let metadata = Metadata::new(base, self.config.connect_timeout)?;
                 let what = format!("asking {} for the public address", metadata.url());
-                let reporter = self.reporter(Phase::Kubeconfig, &what);
+                let reporter = self.step_reporter(Phase::Kubeconfig, &what);
                 let address = retry(&self.config.retry, deadline, &what, &reporter, |_| {
                     metadata.public_ipv4()
                 })
@@ -215,7 +312,12 @@ impl Job<'_> {
                 address
             }
         };
-        let rewritten = kubeconfig::rewrite(kc, &address)?;
+        // Rewritten first: a kubeconfig too large to send fails without
+        // touching the network.
+        let mut rewritten = kubeconfig::rewrite(kc, &address, None)?;
+        if let Some(name) = self.preflight(cluster, &address, deadline).await? {
+            rewritten = kubeconfig::rewrite(kc, &address, Some(&name))?;
+        }
         for r in &rewritten.rewrites {
             tracing::info!(
                 "cluster {:?}: server {} rewritten to {}",
@@ -264,6 +366,80 @@ impl Job<'_> {
                 }
             },
         ))
+    }
+
+    /// Checks that the kubeconfig will verify; `Some(name)` when clients
+    /// must verify the certificate against `name` (`tls-server-name`).
+    async fn preflight(
+        &self,
+        cluster: &Cluster,
+        address: &PublicAddress,
+        deadline: Instant,
+    ) -> anyhow::Result<Option<String>> {
+        let server = cluster.server();
+        let Some(local) = reqwest::Url::parse(server)
+            .ok()
+            .as_ref()
+            .and_then(preflight::endpoint)
+        else {
+            tracing::info!(
+                "the API server {server} is not a loopback address, so the kubeconfig keeps it; \
+                 no certificate check"
+            );
+            return Ok(None);
+        };
+        let host = address.url_host();
+        let what = format!("checking that the API server's certificate is valid for {host}");
+        let reporter = self.step_reporter(Phase::Kubeconfig, &what);
+        let checked = retry(&self.config.retry, deadline, &what, &reporter, |_| {
+            Check {
+                roots: cluster.ca().to_vec(),
+                address: address.clone(),
+                port: local.port(),
+                local,
+                fallback: self.config.sovereign_fqdn.clone(),
+                timeout: self.config.connect_timeout,
+            }
+            .run()
+        })
+        .await;
+        match checked {
+            Ok(Passed::Address { via }) => {
+                record(
+                    Event::PreflightPassed,
+                    &format!(
+                        "preflight: the API server's certificate (checked at {via}) is valid for {host}"
+                    ),
+                );
+                Ok(None)
+            }
+            Ok(Passed::Fallback { name, via }) => {
+                record(
+                    Event::PreflightFallback,
+                    &format!(
+                        "preflight: the API server's certificate (checked at {via}) is not valid for {host} \
+                         but is for {name}; the kubeconfig gets tls-server-name: {name} \
+                         (add --tls-san={host} to k3s to make the address itself verify)"
+                    ),
+                );
+                Ok(Some(name))
+            }
+            Err(err)
+                if Exit::of(&err) == Exit::Certificate
+                    && self.config.preflight == Preflight::Warn =>
+            {
+                record(
+                    Event::PreflightIgnored,
+                    &format!(
+                        "preflight: {err:#}; sending the kubeconfig anyway because of `preflight: warn`"
+                    ),
+                );
+                Ok(None)
+            }
+            Err(err) => Err(err.context(
+                "preflight: not sending the kubeconfig (`preflight: warn` would send it anyway)",
+            )),
+        }
     }
 
     async fn seed(&self, cluster: &Cluster, deadline: Instant) -> anyhow::Result<((), String)> {

@@ -27,11 +27,16 @@ pub(crate) enum Event {
     KubeconfigAlreadyCaptured,
     JobDone,
     Interrupted,
+    PreflightPassed,
+    PreflightFallback,
+    PreflightIgnored,
+    LeaseHeld,
+    PeerCompleted,
 }
 
 impl Event {
     #[cfg(test)]
-    pub(crate) const ALL: [Event; 11] = [
+    pub(crate) const ALL: [Event; 16] = [
         Event::PhaseStarted,
         Event::PhaseDone,
         Event::PhaseFailed,
@@ -43,6 +48,11 @@ impl Event {
         Event::KubeconfigAlreadyCaptured,
         Event::JobDone,
         Event::Interrupted,
+        Event::PreflightPassed,
+        Event::PreflightFallback,
+        Event::PreflightIgnored,
+        Event::LeaseHeld,
+        Event::PeerCompleted,
     ];
 
     pub(crate) fn id(self) -> &'static str {
@@ -58,13 +68,18 @@ impl Event {
             Event::KubeconfigAlreadyCaptured => "ca8c8dd7732b49659c792b2422db06b1",
             Event::JobDone => "bb67bfad35d54f23989e2a36509a8f13",
             Event::Interrupted => "351db55ad6f440d4bd3aa39d756b8d3f",
+            Event::PreflightPassed => "5569769074254d68b1abfd84230411b8",
+            Event::PreflightFallback => "2bf7d179714648cda3043d25099edf55",
+            Event::PreflightIgnored => "23aaec20ac8247a5b9da28edf88c3252",
+            Event::LeaseHeld => "af57a974042a4ff296c47d91a6c7fb1b",
+            Event::PeerCompleted => "1fb5ef1b201e48b58b822ac5c42dab56",
         }
     }
 
     fn level(self) -> Level {
         match self {
             Event::PhaseFailed => Level::ERROR,
-            Event::AttemptFailed | Event::Interrupted => Level::WARN,
+            Event::AttemptFailed | Event::Interrupted | Event::PreflightIgnored => Level::WARN,
             _ => Level::INFO,
         }
     }

@@ -129,13 +129,21 @@ pub(crate) struct Rewritten {
     pub(crate) keys: Vec<Zeroizing<String>>,
 }
 
-/// Points every loopback server at `public`, keeping scheme, port and path;
-/// everything else in the kubeconfig is kept as it was.
-pub(crate) fn rewrite(kc: &Kubeconfig, public: &PublicAddress) -> anyhow::Result<Rewritten> {
+/// Points every loopback server at `public`, keeping scheme, port and path,
+/// and gives those clusters `tls_server_name` when the certificate names
+/// only that; everything else in the kubeconfig is kept as it was.
+pub(crate) fn rewrite(
+    kc: &Kubeconfig,
+    public: &PublicAddress,
+    tls_server_name: Option<&str>,
+) -> anyhow::Result<Rewritten> {
     let mut kc = kc.clone();
     let mut rewrites = Vec::new();
     for named in &mut kc.clusters {
-        let Some(server) = named.cluster.as_mut().and_then(|c| c.server.as_mut()) else {
+        let Some(cluster) = named.cluster.as_mut() else {
+            continue;
+        };
+        let Some(server) = cluster.server.as_mut() else {
             continue;
         };
         if let Some(new) = rewrite_server(server, public)
@@ -148,6 +156,9 @@ pub(crate) fn rewrite(kc: &Kubeconfig, public: &PublicAddress) -> anyhow::Result
                 to: new.clone(),
             });
             *server = new;
+            if let Some(name) = tls_server_name {
+                cluster.tls_server_name = Some(name.to_string());
+            }
         }
     }
     let mut yaml = Zeroizing::new(
@@ -271,7 +282,12 @@ users:
     #[test]
     fn everything_but_the_loopback_server_is_preserved() {
         let kc = Kubeconfig::from_yaml(K3S).unwrap();
-        let out = rewrite(&kc, &PublicAddress::Name("api.sovereign.example".into())).unwrap();
+        let out = rewrite(
+            &kc,
+            &PublicAddress::Name("api.sovereign.example".into()),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             out.rewrites,
             vec![Rewrite {
@@ -284,6 +300,29 @@ users:
         let mut want: serde_json::Value = serde_saphyr::from_str(K3S).unwrap();
         want["clusters"][0]["cluster"]["server"] = "https://api.sovereign.example:6443".into();
         assert_eq!(back, want);
+    }
+
+    #[test]
+    fn tls_server_name_goes_only_to_rewritten_clusters() {
+        let kc = Kubeconfig::from_yaml(K3S).unwrap();
+        let out = rewrite(&kc, &ip("203.0.113.10"), Some("api.sovereign.example")).unwrap();
+        let back: serde_json::Value = serde_saphyr::from_slice(&out.body).unwrap();
+        assert_eq!(
+            back["clusters"][0]["cluster"]["tls-server-name"],
+            "api.sovereign.example"
+        );
+        assert!(
+            back["clusters"][1]["cluster"]
+                .get("tls-server-name")
+                .is_none()
+        );
+        let plain = rewrite(&kc, &ip("203.0.113.10"), None).unwrap();
+        let back: serde_json::Value = serde_saphyr::from_slice(&plain.body).unwrap();
+        assert!(
+            back["clusters"][0]["cluster"]
+                .get("tls-server-name")
+                .is_none()
+        );
     }
 
     #[test]
@@ -354,7 +393,7 @@ users:
         let mut kc = Kubeconfig::from_yaml(K3S).unwrap();
         kc.other
             .insert("padding".into(), "x".repeat(MAX_BYTES).into());
-        let err = rewrite(&kc, &ip("203.0.113.10")).err().unwrap();
+        let err = rewrite(&kc, &ip("203.0.113.10"), None).err().unwrap();
         assert!(format!("{err:#}").contains("at most 1048576"));
         assert_eq!(Exit::of(&err), Exit::Data);
     }

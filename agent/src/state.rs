@@ -52,16 +52,18 @@ impl Default for PhaseRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
     Wait,
+    Lease,
     Kubeconfig,
     Seed,
 }
 
 impl Phase {
-    pub(crate) const ALL: [Phase; 3] = [Phase::Wait, Phase::Kubeconfig, Phase::Seed];
+    pub(crate) const ALL: [Phase; 4] = [Phase::Wait, Phase::Lease, Phase::Kubeconfig, Phase::Seed];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Phase::Wait => "wait",
+            Phase::Lease => "lease",
             Phase::Kubeconfig => "kubeconfig",
             Phase::Seed => "seed",
         }
@@ -73,6 +75,9 @@ pub(crate) struct State {
     pub(crate) version: u32,
     pub(crate) deployment_id: String,
     pub(crate) wait: PhaseRecord,
+    /// Absent from files written before HA coordination existed.
+    #[serde(default)]
+    pub(crate) lease: PhaseRecord,
     pub(crate) kubeconfig: PhaseRecord,
     pub(crate) seed: PhaseRecord,
 }
@@ -83,6 +88,7 @@ impl State {
             version: VERSION,
             deployment_id: deployment_id.to_string(),
             wait: PhaseRecord::default(),
+            lease: PhaseRecord::default(),
             kubeconfig: PhaseRecord::default(),
             seed: PhaseRecord::default(),
         }
@@ -91,6 +97,7 @@ impl State {
     pub(crate) fn phase(&self, phase: Phase) -> &PhaseRecord {
         match phase {
             Phase::Wait => &self.wait,
+            Phase::Lease => &self.lease,
             Phase::Kubeconfig => &self.kubeconfig,
             Phase::Seed => &self.seed,
         }
@@ -99,6 +106,7 @@ impl State {
     fn phase_mut(&mut self, phase: Phase) -> &mut PhaseRecord {
         match phase {
             Phase::Wait => &mut self.wait,
+            Phase::Lease => &mut self.lease,
             Phase::Kubeconfig => &mut self.kubeconfig,
             Phase::Seed => &mut self.seed,
         }

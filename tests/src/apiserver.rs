@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Method, Request};
 use serde_json::{Value, json};
 
-use crate::http::{Answer, Handler, Server, respond};
+use crate::http::{Answer, ClientCertified, Handler, Server, respond};
 use crate::pki::Pki;
 
 #[derive(Debug, Clone)]
@@ -57,6 +57,9 @@ struct Cluster {
 
 pub struct FakeApiServer {
     server: Server,
+    /// The same API server on other addresses (a node's public address).
+    also: Mutex<Vec<Server>>,
+    handler: Handler,
     pki: Arc<Pki>,
     cluster: Arc<Mutex<Cluster>>,
 }
@@ -75,17 +78,39 @@ impl FakeApiServer {
             ready,
             ..Cluster::default()
         }));
+        {
+            let mut c = cluster.lock().unwrap();
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}, "status": {"phase": "Active"}});
+            let ns = c.stamp(ns);
+            c.objects
+                .insert("/api/v1/namespaces/kube-system".into(), ns);
+        }
         let state = cluster.clone();
         let handler: Handler = Arc::new(move |req| {
             let state = state.clone();
             Box::pin(async move { handle(&state, req).await })
         });
-        let server = Server::start(pki.server_config(true), handler, up);
+        let server = Server::start(pki.server_config(true), handler.clone(), up);
         FakeApiServer {
             server,
+            also: Mutex::default(),
+            handler,
             pki,
             cluster,
         }
+    }
+
+    /// Serves on `ip` too, same port: what a node reaching its own public
+    /// address sees.
+    pub fn serve_on(&self, ip: std::net::IpAddr) {
+        let addr = SocketAddr::new(ip, self.addr().port());
+        let server = Server::start_on(
+            addr,
+            self.pki.server_config(true),
+            self.handler.clone(),
+            true,
+        );
+        self.also.lock().unwrap().push(server);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -221,6 +246,10 @@ impl Cluster {
 }
 
 async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
+    // k3s runs with --anonymous-auth=false: no client certificate, no answer.
+    if req.extensions().get::<ClientCertified>() != Some(&ClientCertified(true)) {
+        return json_answer(401, &status(401, "Unauthorized", "Unauthorized", json!({})));
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let body: Option<Value> = serde_json::from_slice(req.body()).ok();
@@ -368,6 +397,62 @@ fn route(
             )
         }
         ("GET", ["api", "v1", "namespaces", _, "secrets", name]) => get(c, path, "secrets", name),
+        (
+            "POST",
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+            ],
+        ) => {
+            let Some(obj) = checked_body(raw, body, "Lease", Some(ns)) else {
+                return bad_request();
+            };
+            if !c.objects.contains_key(&format!("/api/v1/namespaces/{ns}")) {
+                return not_found("namespaces", ns);
+            }
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            create(
+                c,
+                &format!("{path}/{name}"),
+                "leases.coordination.k8s.io",
+                &name,
+                obj,
+                |_| {},
+            )
+        }
+        (
+            "GET",
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                _,
+                "leases",
+                name,
+            ],
+        ) => get(c, path, "leases.coordination.k8s.io", name),
+        (
+            "PUT",
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                name,
+            ],
+        ) => {
+            let Some(obj) = checked_body(raw, body, "Lease", Some(ns)) else {
+                return bad_request();
+            };
+            update(c, path, "leases.coordination.k8s.io", name, obj)
+        }
         ("DELETE", ["api", "v1", "namespaces", _, "secrets", name]) => match c.objects.remove(path)
         {
             Some(obj) => (200, obj),
@@ -431,6 +516,36 @@ fn create(
     defaults(&mut obj);
     c.objects.insert(key.to_string(), obj.clone());
     (201, obj)
+}
+
+/// A replace, conditional on `metadata.resourceVersion` when the body has
+/// one, as the API server does it: a stale version is `409 Conflict`.
+fn update(c: &mut Cluster, key: &str, kind: &str, name: &str, mut obj: Value) -> (u16, Value) {
+    let Some(stored) = c.objects.get(key) else {
+        return not_found(kind, name);
+    };
+    if obj["metadata"]["name"] != name {
+        return bad_request();
+    }
+    let current = stored["metadata"]["resourceVersion"].clone();
+    let given = &obj["metadata"]["resourceVersion"];
+    if !given.is_null() && *given != current {
+        let msg = format!(
+            "Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified; \
+             please apply your changes to the latest version and try again"
+        );
+        return (
+            409,
+            status(409, "Conflict", &msg, json!({"name": name, "kind": kind})),
+        );
+    }
+    for field in ["uid", "creationTimestamp"] {
+        obj["metadata"][field] = stored["metadata"][field].clone();
+    }
+    c.resource_version += 1;
+    obj["metadata"]["resourceVersion"] = c.resource_version.to_string().into();
+    c.objects.insert(key.to_string(), obj.clone());
+    (200, obj)
 }
 
 fn get(c: &Cluster, key: &str, kind: &str, name: &str) -> (u16, Value) {

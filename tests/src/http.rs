@@ -56,7 +56,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(tls: Arc<rustls::ServerConfig>, handler: Handler, up: bool) -> Server {
-        let first = bind("127.0.0.1:0".parse().unwrap()).expect("binding a loopback port");
+        Server::start_on("127.0.0.1:0".parse().unwrap(), tls, handler, up)
+    }
+
+    /// On `addr`, which must be a loopback address (port 0: any free port).
+    pub fn start_on(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        handler: Handler,
+        up: bool,
+    ) -> Server {
+        assert!(addr.ip().is_loopback(), "fakes listen on loopback only");
+        let first = bind(addr).expect("binding a loopback port");
         let addr = first.local_addr().unwrap();
         let (tx, rx) = watch::channel(up);
         tokio::spawn(run(
@@ -132,14 +143,21 @@ async fn accept(
     }
 }
 
+/// In every request's extensions: whether the client presented a
+/// certificate the server verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertified(pub bool);
+
 async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, handler: Handler) {
     let Ok(stream) = acceptor.accept(tcp).await else {
         return;
     };
+    let certified = ClientCertified(stream.get_ref().1.peer_certificates().is_some());
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         async move {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(certified);
             let body = body
                 .collect()
                 .await

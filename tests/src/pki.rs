@@ -69,8 +69,10 @@ impl Pki {
         }
     }
 
-    /// Serving config; with `client_auth` every client must present a
-    /// certificate from this CA, as the k3s API server demands of the admin.
+    /// Serving config; with `client_auth` clients may present a certificate
+    /// from this CA and one they present must verify (the API server's
+    /// `VerifyClientCertIfGiven`); requests without one are the handler's
+    /// to refuse.
     pub fn server_config(&self, client_auth: bool) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -80,6 +82,7 @@ impl Pki {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(self.ca_der.clone()).unwrap();
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
                 .build()
                 .unwrap();
             builder.with_client_cert_verifier(verifier)

@@ -20,8 +20,15 @@ use crate::notify::NotifyListener;
 use crate::pki::Pki;
 
 pub const DEPLOYMENT_ID: &str = "0f1e2d3c4b5a6978";
-/// TEST-NET-3 (RFC 5737): written into the kubeconfig, never contacted.
+/// TEST-NET-3 (RFC 5737): written into the kubeconfig, never contacted. It
+/// is no address of this machine, so the preflight checks the certificate
+/// on loopback.
 pub const PUBLIC_ADDRESS: &str = "203.0.113.10";
+/// The sovereign FQDN, the name k3s always has in `--tls-san`. Never
+/// resolved: it is only ever a TLS name.
+pub const SOVEREIGN_FQDN: &str = "api.sovereign.test";
+/// The names in the API server's certificate unless a test says otherwise.
+pub const CERT_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1", PUBLIC_ADDRESS];
 
 /// The agent binary of this workspace's build.
 pub fn agent_binary() -> PathBuf {
@@ -87,6 +94,8 @@ pub struct Start {
     pub api_up: bool,
     pub api_ready: bool,
     pub kubeconfig: bool,
+    /// The DNS names and IPs the API server's certificate is valid for.
+    pub cert_names: &'static [&'static str],
 }
 
 impl Default for Start {
@@ -95,6 +104,7 @@ impl Default for Start {
             api_up: true,
             api_ready: true,
             kubeconfig: true,
+            cert_names: CERT_NAMES,
         }
     }
 }
@@ -117,7 +127,7 @@ impl Sandbox {
             .prefix("catalyst-sandbox-")
             .tempdir()
             .unwrap();
-        let pki = Arc::new(Pki::new(&["localhost", "127.0.0.1", "::1"]));
+        let pki = Arc::new(Pki::new(start.cert_names));
         let token = new_token();
         let api = FakeApiServer::start(pki.clone(), start.api_up, start.api_ready);
         let catalyst = FakeCatalystApi::start(&pki, DEPLOYMENT_ID, &token);

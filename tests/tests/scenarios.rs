@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use catalyst_bootstrap_tests::apiserver::Fault;
 use catalyst_bootstrap_tests::catalyst::Step;
 use catalyst_bootstrap_tests::sandbox::{
-    DEPLOYMENT_ID, Finished, PUBLIC_ADDRESS, Sandbox, Signal, Start,
+    DEPLOYMENT_ID, Finished, PUBLIC_ADDRESS, SOVEREIGN_FQDN, Sandbox, Signal, Start,
 };
 use http::Method;
 use serde_json::{Value, json};
@@ -359,9 +359,11 @@ async fn existing_seed_is_kept_byte_for_byte() {
     assert_exit(&out, 0);
     assert_eq!(sb.seed_secret().unwrap(), before, "kept byte for byte");
     assert_stderr(&out, "already holds a seed; kept it");
-    assert!(sb.api.requests().iter().all(|r| r.method != Method::PUT
-        && r.method != Method::PATCH
-        && r.method != Method::DELETE));
+    // Nothing but the coordination Lease is ever updated.
+    assert!(sb.api.requests().iter().all(|r| {
+        r.path.contains("/leases/")
+            || (r.method != Method::PUT && r.method != Method::PATCH && r.method != Method::DELETE)
+    }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -784,7 +786,10 @@ async fn public_address_from_the_hetzner_metadata_service() {
         (503, b"".to_vec()),
         (200, b"198.51.100.23\n".to_vec()),
     ]);
-    let sb = Sandbox::new();
+    let sb = Sandbox::with(Start {
+        cert_names: &["localhost", "127.0.0.1", "198.51.100.23"],
+        ..Start::default()
+    });
     sb.write_config(&format!(
         "public_address: hetzner-metadata\nmetadata_url: {}\n",
         metadata.url
@@ -860,4 +865,257 @@ async fn an_endpoint_that_echoes_the_request_does_not_get_the_key_into_the_log()
     assert_exit(&out, 76);
     assert_stderr(&out, "catalyst-api answered 400 bad-request");
     sb.assert_no_leaks(&[&out.stderr]);
+}
+
+/// The stored kubeconfig's first cluster.
+fn delivered_cluster(sb: &Sandbox) -> Value {
+    let stored = yaml(
+        &sb.catalyst
+            .stored(DEPLOYMENT_ID)
+            .expect("kubeconfig captured"),
+    );
+    stored["clusters"][0]["cluster"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_checks_the_certificate_where_it_can_reach_the_server() {
+    // Not an address of this node (NAT, floating IP): checked on loopback,
+    // with no connection attempt to the outside.
+    let sb = Sandbox::new();
+    let port = sb.api.addr().port();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_stderr(
+        &out,
+        &format!("certificate (checked at 127.0.0.1:{port}) is valid for {PUBLIC_ADDRESS}"),
+    );
+    assert!(!out.stderr.contains("not reachable from this node"));
+    assert!(delivered_cluster(&sb).get("tls-server-name").is_none());
+
+    // One of the node's own addresses, where the API server listens:
+    // checked there. (127.0.0.2 stands in for the public IPv4 on eth0.)
+    const OWN: &str = "127.0.0.2";
+    let start = Start {
+        cert_names: &["localhost", "127.0.0.1", OWN],
+        ..Start::default()
+    };
+    let sb = Sandbox::with(start);
+    sb.write_config(&format!("public_address: {OWN}\n"));
+    sb.api.serve_on(OWN.parse().unwrap());
+    let port = sb.api.addr().port();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_stderr(
+        &out,
+        &format!("certificate (checked at {OWN}:{port}) is valid for {OWN}"),
+    );
+
+    // Its own address, but not reachable there (the API server listens on
+    // another interface only): checked on loopback instead, saying why.
+    let sb = Sandbox::with(start);
+    sb.write_config(&format!("public_address: {OWN}\n"));
+    let port = sb.api.addr().port();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_stderr(
+        &out,
+        &format!("public address {OWN}:{port} is not reachable from this node"),
+    );
+    assert_stderr(
+        &out,
+        &format!("certificate (checked at 127.0.0.1:{port}) is valid for {OWN}"),
+    );
+
+    // A DNS name is checked on loopback with the name as SNI (it may not
+    // resolve yet at first boot).
+    let sb = Sandbox::with(Start {
+        cert_names: &["localhost", "127.0.0.1", SOVEREIGN_FQDN],
+        ..Start::default()
+    });
+    sb.write_config(&format!("public_address: {SOVEREIGN_FQDN}\n"));
+    let port = sb.api.addr().port();
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_stderr(&out, &format!("is valid for {SOVEREIGN_FQDN}"));
+    assert_eq!(
+        delivered_cluster(&sb)["server"],
+        format!("https://{SOVEREIGN_FQDN}:{port}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_falls_back_to_the_sovereign_fqdn_as_tls_server_name() {
+    // What k3s gets from the shell today: --tls-san=<fqdn> only.
+    let sb = Sandbox::with(Start {
+        cert_names: &["localhost", "127.0.0.1", SOVEREIGN_FQDN],
+        ..Start::default()
+    });
+    sb.write_config(&format!("sovereign_fqdn: {SOVEREIGN_FQDN}\n"));
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_stderr(
+        &out,
+        &format!(
+            "is not valid for {PUBLIC_ADDRESS} but is for {SOVEREIGN_FQDN}; the kubeconfig gets tls-server-name"
+        ),
+    );
+    let cluster = delivered_cluster(&sb);
+    assert_eq!(cluster["tls-server-name"], SOVEREIGN_FQDN);
+    assert_eq!(
+        cluster["server"],
+        format!("https://{PUBLIC_ADDRESS}:{}", sb.api.addr().port())
+    );
+    sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_refuses_a_kubeconfig_that_cannot_verify() {
+    let sb = Sandbox::with(Start {
+        cert_names: &["localhost", "127.0.0.1"],
+        ..Start::default()
+    });
+    sb.write_config(&format!("sovereign_fqdn: {SOVEREIGN_FQDN}\n"));
+    let out = sb.run().await;
+    assert_exit(&out, 68);
+    assert_stderr(
+        &out,
+        &format!("not valid for {PUBLIC_ADDRESS} (it names localhost, 127.0.0.1)"),
+    );
+    assert_stderr(&out, &format!("nor for the fallback name {SOVEREIGN_FQDN}"));
+    assert_stderr(&out, &format!("start k3s with --tls-san={PUBLIC_ADDRESS}"));
+    assert!(sb.catalyst.requests().is_empty(), "nothing may be sent");
+    // The seed does not depend on the kubeconfig.
+    assert!(sb.seed_secret().is_some());
+    assert_eq!(phase_outcome(&sb, "kubeconfig"), "failed");
+    let status = sb.notify.statuses().pop().unwrap_or_default();
+    assert!(status.contains("--tls-san"), "{status}");
+    sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+
+    // `preflight: warn` sends it anyway, saying so.
+    let sb = Sandbox::with(Start {
+        cert_names: &["localhost", "127.0.0.1"],
+        ..Start::default()
+    });
+    sb.write_config("preflight: warn\n");
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    assert_stderr(&out, "no `sovereign_fqdn` is configured to fall back on");
+    assert_stderr(
+        &out,
+        "sending the kubeconfig anyway because of `preflight: warn`",
+    );
+    assert!(sb.catalyst.stored(DEPLOYMENT_ID).is_some());
+    assert!(delivered_cluster(&sb).get("tls-server-name").is_none());
+}
+
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap";
+
+/// An agent as control-plane node `node`, with a state directory of its own.
+fn spawn_node(sb: &Sandbox, node: &str) -> catalyst_bootstrap_tests::sandbox::Agent {
+    let dir = sb.path(&format!("state-{node}"));
+    sb.spawn(&[
+        "--node-name",
+        node,
+        "--state-dir",
+        dir.to_str().unwrap(),
+        "run",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_control_plane_nodes_write_one_seed_and_send_one_kubeconfig() {
+    let sb = Sandbox::new();
+    // The PUT outlasts the Lease three times over: only renewal keeps the
+    // others from taking over.
+    sb.write_config("lease_duration: 1s\n");
+    sb.catalyst.script([Step::Delay(Duration::from_secs(3))]);
+    let nodes = ["cp-1", "cp-2", "cp-3"];
+    let agents: Vec<_> = nodes.iter().map(|n| spawn_node(&sb, n)).collect();
+    let mut outs = Vec::new();
+    for agent in agents {
+        outs.push(agent.finish().await);
+    }
+    for out in &outs {
+        assert_exit(out, 0);
+        sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+    }
+    assert_eq!(sb.catalyst.requests().len(), 1, "one PUT");
+    assert_eq!(sb.api.count(&Method::POST, SECRETS), 1, "one seed create");
+    let lease = sb.api.object(LEASE).expect("the Lease exists");
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        lease["metadata"]["annotations"]["catalyst.openova.io/completed-by"],
+        holder.as_str()
+    );
+    assert_eq!(
+        lease["metadata"]["annotations"]["catalyst.openova.io/deployment-id"],
+        DEPLOYMENT_ID
+    );
+    let followers = outs
+        .iter()
+        .filter(|o| {
+            o.stderr
+                .contains(&format!("control-plane node {holder} did the work"))
+        })
+        .count();
+    assert_eq!(
+        followers, 2,
+        "the two others name the node that did the work"
+    );
+    for node in nodes {
+        let dir = sb.path(&format!("state-{node}"));
+        assert!(dir.join("done").exists(), "{node} is done");
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+        assert_eq!(state["lease"]["outcome"], "done");
+        if node != holder {
+            assert_eq!(
+                state["seed"]["detail"],
+                format!("done by control-plane node {holder}")
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holder_is_taken_over_after_expiry_without_a_second_seed() {
+    let sb = Sandbox::new();
+    sb.write_config("lease_duration: 2s\n");
+    // The holder dies while its PUT hangs.
+    sb.catalyst.script([Step::Delay(Duration::from_secs(60))]);
+    let first = spawn_node(&sb, "cp-1");
+    first
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("recovery seed written") && e.contains("sending the kubeconfig")
+        })
+        .await;
+    let seed = sb.seed_secret().expect("the holder wrote the seed");
+    first.signal(Signal::SIGKILL);
+    assert_eq!(first.finish().await.code, None, "killed");
+    sb.catalyst.clear_script();
+
+    let out = spawn_node(&sb, "cp-2").finish().await;
+    assert_exit(&out, 0);
+    assert_stderr(
+        &out,
+        "control-plane node cp-1 holds Lease kube-system/catalyst-bootstrap",
+    );
+    assert_stderr(
+        &out,
+        "node cp-1 stopped renewing Lease kube-system/catalyst-bootstrap",
+    );
+    assert_stderr(&out, "already holds a seed; kept it");
+    assert_eq!(sb.seed_secret().unwrap(), seed, "no second seed");
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+    let lease = sb.api.object(LEASE).unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "cp-2");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    assert_eq!(
+        lease["metadata"]["annotations"]["catalyst.openova.io/completed-by"],
+        "cp-2"
+    );
+    sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
 }

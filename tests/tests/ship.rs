@@ -242,7 +242,7 @@ fn unit_verifies_cleanly_and_is_hardened() {
         "LoadCredential=kubeconfig-bearer:",
         "StateDirectory=catalyst-bootstrap",
         "UMask=0077",
-        "RestartPreventExitStatus=65 76 77 78",
+        "RestartPreventExitStatus=65 68 76 77 78",
         "LimitMEMLOCK=",
     ] {
         assert!(unit_text.contains(line), "{line} missing from the unit");
@@ -256,6 +256,7 @@ fn cloud_init_snippet_is_valid_and_small() {
         ("deployment_id", "0f1e2d3c4b5a6978"),
         ("catalyst_api_url", "https://console.openova.io/sovereign"),
         ("public_address", "203.0.113.10"),
+        ("sovereign_fqdn", "api.sovereign.example.com"),
         ("kubeconfig_bearer", &"a".repeat(64)),
         (
             "agent_deb_url",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use catalyst_bootstrap_tests::catalyst::{Step, sha256_hex};
 use catalyst_bootstrap_tests::container::Container;
 use catalyst_bootstrap_tests::http::PlainServer;
-use catalyst_bootstrap_tests::sandbox::{DEPLOYMENT_ID, Sandbox};
+use catalyst_bootstrap_tests::sandbox::{DEPLOYMENT_ID, PUBLIC_ADDRESS, SOVEREIGN_FQDN, Sandbox};
 use catalyst_bootstrap_tests::ship::{artifacts, render_cloud_init};
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ fn fakes() -> (tokio::runtime::Runtime, Sandbox) {
 
 fn node_config(sb: &Sandbox, ca_path: &str) -> String {
     format!(
-        "deployment_id: \"{DEPLOYMENT_ID}\"\ncatalyst_api_url: {}\npublic_address: 203.0.113.10\nca_bundle: {ca_path}\n\
+        "deployment_id: \"{DEPLOYMENT_ID}\"\ncatalyst_api_url: {}\npublic_address: {PUBLIC_ADDRESS}\nca_bundle: {ca_path}\n\
          retry:\n  initial_delay: 200ms\n  max_delay: 1s\n",
         sb.catalyst.url()
     )
@@ -258,7 +258,8 @@ fn boot_with_cloud_init(
     let user_data = render_cloud_init(&[
         ("deployment_id", DEPLOYMENT_ID),
         ("catalyst_api_url", &sb.catalyst.url()),
-        ("public_address", "203.0.113.10"),
+        ("public_address", PUBLIC_ADDRESS),
+        ("sovereign_fqdn", SOVEREIGN_FQDN),
         ("kubeconfig_bearer", &sb.token),
         (
             "agent_deb_url",

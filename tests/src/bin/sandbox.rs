@@ -1,13 +1,17 @@
 //! `cargo run -p catalyst-bootstrap-tests`: the agent's whole job against
 //! fakes on loopback, no cluster needed. `--flaky` adds a catalyst-api that
-//! is briefly overloaded, to show a classified retry.
+//! is briefly overloaded, to show a classified retry. `--cert=fallback` and
+//! `--cert=missing` give the API server a certificate without the public
+//! address, to show the preflight's other two outcomes.
 
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use catalyst_bootstrap_tests::catalyst::Step;
-use catalyst_bootstrap_tests::sandbox::{DEPLOYMENT_ID, Sandbox, agent_binary};
+use catalyst_bootstrap_tests::sandbox::{
+    CERT_NAMES, DEPLOYMENT_ID, SOVEREIGN_FQDN, Sandbox, Start, agent_binary,
+};
 
 fn build_agent() -> anyhow::Result<()> {
     if std::env::var_os("CATALYST_BOOTSTRAP_BIN").is_some() {
@@ -45,9 +49,35 @@ fn mask(value: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flaky = std::env::args().any(|a| a == "--flaky");
+    let mut flaky = false;
+    let mut cert = "address".to_string();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--flaky" => flaky = true,
+            _ if arg.starts_with("--cert=") => cert = arg["--cert=".len()..].to_string(),
+            _ => anyhow::bail!(
+                "unknown argument {arg:?}; use --flaky and --cert=address|fallback|missing"
+            ),
+        }
+    }
+    let (cert_names, cert_note): (&'static [&'static str], _) = match cert.as_str() {
+        "address" => (CERT_NAMES, "valid for the public address"),
+        "fallback" => (
+            &["localhost", "127.0.0.1", SOVEREIGN_FQDN],
+            "valid for the sovereign FQDN only (k3s with --tls-san=<fqdn>)",
+        ),
+        "missing" => (
+            &["localhost", "127.0.0.1"],
+            "valid for loopback only: the kubeconfig could not work",
+        ),
+        other => anyhow::bail!("--cert={other}: use address, fallback or missing"),
+    };
     build_agent()?;
-    let sb = Sandbox::new();
+    let sb = Sandbox::with(Start {
+        cert_names,
+        ..Start::default()
+    });
+    sb.write_config(&format!("sovereign_fqdn: {SOVEREIGN_FQDN}\n"));
     if flaky {
         sb.catalyst.script([
             Step::Respond {
@@ -63,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         sb.dir.path().display()
     );
     println!(
-        "  fake Kubernetes API server  https://{}  (client-certificate TLS, like k3s)",
+        "  fake Kubernetes API server  https://{}  (client-certificate TLS, like k3s; certificate {cert_note})",
         sb.api.addr()
     );
     println!(
@@ -123,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
                     "  cluster {}: server {}",
                     cluster["name"], cluster["cluster"]["server"]
                 );
+                if let Some(name) = cluster["cluster"].get("tls-server-name") {
+                    println!("    tls-server-name {name} (set by the preflight)");
+                }
             }
             let key = kc["users"][0]["user"]["client-key-data"]
                 .as_str()

@@ -1,0 +1,327 @@
+//! Coordination between control-plane nodes. Several may run the agent
+//! against one cluster; the holder of the Lease `kube-system/catalyst-bootstrap`
+//! does the work, renews the Lease while it works and records its completion
+//! on it. The others wait for that record, or take over when the holder stops
+//! renewing.
+//!
+//! Expiry is judged the way client-go's leader election does: by how long
+//! the Lease has stayed unchanged on this node's monotonic clock, never by
+//! comparing another node's `renewTime` with ours (clocks are often wrong at
+//! first boot).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use tokio::time::Instant;
+
+use crate::cluster::{Cluster, KubeError};
+use crate::exit::Exit;
+use crate::retry::{Progress, RetryPolicy, retry};
+
+const NAMESPACE: &str = "kube-system";
+pub(crate) const NAME: &str = "catalyst-bootstrap";
+const COLLECTION: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+const COMPLETED_BY: &str = "catalyst.openova.io/completed-by";
+const COMPLETED_AT: &str = "catalyst.openova.io/completed-at";
+const DEPLOYMENT_ID: &str = "catalyst.openova.io/deployment-id";
+
+pub(crate) struct Coordinator<'a> {
+    pub(crate) cluster: &'a Cluster,
+    pub(crate) node: &'a str,
+    pub(crate) deployment_id: &'a str,
+    pub(crate) duration: Duration,
+    pub(crate) policy: &'a RetryPolicy,
+}
+
+/// How the wait for the Lease ended.
+pub(crate) enum Claim {
+    /// This node holds the Lease and does the work.
+    Held(Box<Held>),
+    /// Another node recorded on the Lease that it did the work.
+    DoneBy { node: String, at: String },
+}
+
+/// The Lease as this node last wrote it.
+pub(crate) struct Held(Mutex<Lease>);
+
+/// One look at the Lease.
+enum Round {
+    Held(Box<Lease>),
+    DoneBy {
+        node: String,
+        at: String,
+    },
+    /// Someone else holds it and renews it.
+    Wait {
+        holder: String,
+    },
+    /// Someone else changed it between our read and our write: look again.
+    Raced,
+}
+
+fn path() -> String {
+    format!("{COLLECTION}/{NAME}")
+}
+
+fn timestamp() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn holder(lease: &Lease) -> Option<&str> {
+    lease
+        .spec
+        .as_ref()?
+        .holder_identity
+        .as_deref()
+        .filter(|h| !h.is_empty())
+}
+
+fn encode(lease: &Lease) -> Result<Bytes, KubeError> {
+    serde_json::to_vec(lease)
+        .map(Bytes::from)
+        .map_err(|e| KubeError::Decode {
+            path: path(),
+            error: e.to_string(),
+        })
+}
+
+fn decode(bytes: &[u8]) -> Result<Lease, KubeError> {
+    serde_json::from_slice(bytes).map_err(|e| KubeError::Decode {
+        path: path(),
+        error: e.to_string(),
+    })
+}
+
+impl Coordinator<'_> {
+    /// Waits until this node holds the Lease or another node has recorded
+    /// that it did the work.
+    pub(crate) async fn claim(
+        &self,
+        deadline: Instant,
+        progress: &dyn Progress,
+        waiting: impl Fn(&str),
+    ) -> anyhow::Result<Claim> {
+        // The Lease's resourceVersion and when this node first saw it.
+        let seen: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+        let what = format!("claiming Lease {NAMESPACE}/{NAME}");
+        let mut announced: Option<String> = None;
+        loop {
+            let round = retry(self.policy, deadline, &what, progress, |_| {
+                self.round(&seen)
+            })
+            .await?;
+            match round {
+                Round::Held(lease) => return Ok(Claim::Held(Box::new(Held(Mutex::new(*lease))))),
+                Round::DoneBy { node, at } => return Ok(Claim::DoneBy { node, at }),
+                Round::Raced => continue,
+                Round::Wait { holder } => {
+                    if announced.as_deref() != Some(holder.as_str()) {
+                        waiting(&holder);
+                        announced = Some(holder);
+                    }
+                    let poll = self.poll();
+                    if Instant::now() + poll > deadline {
+                        return Err(anyhow::anyhow!(
+                            "{what}: the deadline passed while node {} held it",
+                            announced.unwrap_or_default()
+                        ))
+                        .context(Exit::Deadline);
+                    }
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        }
+    }
+
+    /// How often a waiting node looks at the Lease.
+    fn poll(&self) -> Duration {
+        (self.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
+    }
+
+    async fn round(&self, seen: &Mutex<Option<(String, Instant)>>) -> Result<Round, KubeError> {
+        let Some(bytes) = self.cluster.get(&path()).await? else {
+            return self.create().await;
+        };
+        let lease = decode(&bytes)?;
+        let annotations = lease.metadata.annotations.as_ref();
+        let record = |key| annotations.and_then(|a| a.get(key)).cloned();
+        // A record from another deployment (a reused cluster) does not count.
+        let done_by = record(COMPLETED_BY)
+            .filter(|_| record(DEPLOYMENT_ID).as_deref() == Some(self.deployment_id));
+        if let Some(node) = done_by {
+            return Ok(Round::DoneBy {
+                node,
+                at: record(COMPLETED_AT).unwrap_or_default(),
+            });
+        }
+        let version = lease.metadata.resource_version.clone().unwrap_or_default();
+        let duration = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_duration_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.duration, Duration::from_secs);
+        let expired = {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            match &*seen {
+                Some((v, since)) if *v == version => since.elapsed() >= duration,
+                _ => {
+                    *seen = Some((version, Instant::now()));
+                    false
+                }
+            }
+        };
+        match holder(&lease) {
+            Some(h) if h != self.node && !expired => Ok(Round::Wait {
+                holder: h.to_string(),
+            }),
+            previous => {
+                if let Some(p) = previous.filter(|p| *p != self.node) {
+                    tracing::info!(
+                        "node {p} stopped renewing Lease {NAMESPACE}/{NAME} {}s ago; taking over",
+                        duration.as_secs()
+                    );
+                }
+                self.take(lease).await
+            }
+        }
+    }
+
+    fn spec(&self, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.node.to_string()),
+            lease_duration_seconds: Some(self.duration.as_secs().max(1) as i32),
+            acquire_time: Some(timestamp()),
+            renew_time: Some(timestamp()),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    async fn create(&self) -> Result<Round, KubeError> {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(NAME.to_string()),
+                namespace: Some(NAMESPACE.to_string()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(self.spec(0)),
+        };
+        match self.cluster.post(COLLECTION, encode(&lease)?).await {
+            Ok(bytes) => Ok(Round::Held(Box::new(decode(&bytes)?))),
+            Err(KubeError::Status { code: 409, .. }) => Ok(Round::Raced),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn take(&self, mut lease: Lease) -> Result<Round, KubeError> {
+        let before = lease.spec.take().unwrap_or_default();
+        let transitions = before.lease_transitions.unwrap_or(0)
+            + i32::from(before.holder_identity.as_deref() != Some(self.node));
+        lease.spec = Some(self.spec(transitions));
+        self.write(&lease)
+            .await
+            .map(|written| written.map_or(Round::Raced, |l| Round::Held(Box::new(l))))
+    }
+
+    /// A conditional update: `None` when the resourceVersion was stale.
+    async fn write(&self, lease: &Lease) -> Result<Option<Lease>, KubeError> {
+        match self.cluster.put(&path(), encode(lease)?).await {
+            Ok(bytes) => Ok(Some(decode(&bytes)?)),
+            Err(KubeError::Status { code: 409, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `work` while renewing the Lease. Losing the Lease does not stop
+    /// the work: every step of it is safe to repeat (the seed is only ever
+    /// created, a second PUT is answered `already-set`), so finishing beats
+    /// leaving it half done.
+    pub(crate) async fn renewing<T>(&self, held: &Held, work: impl Future<Output = T>) -> T {
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.duration / 3).await;
+                if let Err(e) = self.renew(held).await {
+                    tracing::warn!("renewing Lease {NAMESPACE}/{NAME}: {e}");
+                    if matches!(e, Renewal::Lost(_)) {
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            out = &mut work => return out,
+            () = renew => {}
+        }
+        work.await
+    }
+
+    async fn renew(&self, held: &Held) -> Result<(), Renewal> {
+        let mut lease = held.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(timestamp());
+        }
+        let written = match self.write(&lease).await? {
+            Some(written) => written,
+            None => {
+                let bytes = self.cluster.get(&path()).await?.ok_or_else(|| {
+                    Renewal::Lost("the Lease was deleted; finishing the work anyway".into())
+                })?;
+                let current = decode(&bytes)?;
+                if let Some(other) = holder(&current).filter(|h| *h != self.node) {
+                    return Err(Renewal::Lost(format!(
+                        "node {other} took it over; finishing the work anyway"
+                    )));
+                }
+                current
+            }
+        };
+        *held.0.lock().unwrap_or_else(|e| e.into_inner()) = written;
+        Ok(())
+    }
+
+    /// Records on the Lease that this node did the work, so the others
+    /// finish instead of taking over.
+    pub(crate) async fn complete(
+        &self,
+        held: Box<Held>,
+        deadline: Instant,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let what = format!("recording completion on Lease {NAMESPACE}/{NAME}");
+        let mut lease = held.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let annotations = lease.metadata.annotations.get_or_insert_default();
+            annotations.insert(COMPLETED_BY.to_string(), self.node.to_string());
+            annotations.insert(COMPLETED_AT.to_string(), crate::state::now());
+            annotations.insert(DEPLOYMENT_ID.to_string(), self.deployment_id.to_string());
+            let written = retry(self.policy, deadline, &what, progress, |_| {
+                self.write(&lease)
+            })
+            .await?;
+            if written.is_some() {
+                return Ok(());
+            }
+            let path = path();
+            let bytes = retry(self.policy, deadline, &what, progress, |_| {
+                self.cluster.get(&path)
+            })
+            .await?
+            .context("the Lease was deleted before completion could be recorded")?;
+            lease = decode(&bytes)?;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Renewal {
+    #[error("{0}")]
+    Kube(#[from] KubeError),
+    #[error("lost it: {0}")]
+    Lost(String),
+}
