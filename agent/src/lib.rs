@@ -1,6 +1,7 @@
 //! catalyst-bootstrap: the first-boot agent of an OpenOva Sovereign
 //! control-plane node. See README.md for what it does and how to run it.
 
+mod alloc;
 mod api;
 mod cli;
 mod cluster;
@@ -27,6 +28,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
 
+pub use alloc::WipingAllocator;
 pub use cli::{Cli, Command};
 pub use exit::Exit;
 pub use journal::init as init_logging;

@@ -1,7 +1,10 @@
 use std::process::ExitCode;
 
-use catalyst_bootstrap::{Cli, Exit};
+use catalyst_bootstrap::{Cli, Exit, WipingAllocator};
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: WipingAllocator = WipingAllocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -699,35 +699,6 @@ async fn read_timeout_fires_and_the_retry_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_memory_is_locked_while_the_seed_is_alive() {
-    fn vm_lck_kib(pid: i32) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-    let sb = Sandbox::new();
-    sb.api.fault(
-        Method::POST,
-        SECRETS,
-        1,
-        Fault::Delay(Duration::from_secs(2)),
-    );
-    let agent = sb.spawn(&["run"]);
-    agent
-        .wait_for_stderr(Duration::from_secs(20), |e| {
-            e.contains("seed phase started")
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        vm_lck_kib(agent.pid()) >= 4,
-        "the seed's pages are not locked"
-    );
-    let out = agent.finish().await;
-    assert_exit(&out, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_release_makes_the_seed_adoptable_by_helm() {
     let sb = Sandbox::new();
     sb.write_config("seed:\n  helm_release:\n    name: bp-openbao\n    namespace: openbao\n");

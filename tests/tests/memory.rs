@@ -1,0 +1,150 @@
+//! What the agent's memory holds: no copy of the seed outside locked pages
+//! while the seed phase runs, none at all after it; the process is
+//! non-dumpable and cannot dump core; argv and environment hold no secret.
+//! Reading another process's memory needs root.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use catalyst_bootstrap_tests::apiserver::Fault;
+use catalyst_bootstrap_tests::catalyst::Step;
+use catalyst_bootstrap_tests::memory::{Hit, find, status_field};
+use catalyst_bootstrap_tests::sandbox::{Agent, Sandbox, Signal};
+use catalyst_bootstrap_tests::ship::{require_root, run};
+use http::Method;
+
+const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
+/// The agent runs as `nobody`, so that a non-dumpable process shows: its
+/// `/proc/<pid>/*` files then belong to root instead of to its own uid.
+const NOBODY: u32 = 65534;
+
+/// The seed in every form it takes: raw bytes, the 44-character base64
+/// text, and that text base64-encoded again (the Secret's wire form).
+fn forms(wire: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let text = STANDARD.decode(wire).unwrap();
+    let raw = STANDARD.decode(&text).unwrap();
+    assert_eq!(raw.len(), 32);
+    vec![
+        ("raw", raw),
+        ("base64", text),
+        ("double base64", wire.as_bytes().to_vec()),
+    ]
+}
+
+fn scan(pid: i32, forms: &[(&'static str, Vec<u8>)]) -> Vec<(&'static str, Hit)> {
+    forms
+        .iter()
+        .flat_map(|(form, bytes)| find(pid, bytes).into_iter().map(move |h| (*form, h)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_copy_of_the_seed_outside_locked_memory() {
+    require_root();
+    let sb = Sandbox::new();
+    run(std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{NOBODY}:{NOBODY}"))
+        .arg(sb.dir.path()));
+    // The API server sits on the Secret create for a while (the seed is
+    // alive), then catalyst-api on the PUT (the seed phase is over).
+    sb.api.fault(
+        Method::POST,
+        SECRETS,
+        1,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    sb.catalyst.script([Step::Delay(Duration::from_secs(60))]);
+    let mut cmd = sb.command(&["run"]);
+    cmd.uid(NOBODY).gid(NOBODY);
+    let agent = Agent::spawn(cmd);
+    let pid = agent.pid();
+
+    // While the create is in flight: the body has reached the API server,
+    // so the seed is known to the test; the agent holds it in locked pages.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let wire = loop {
+        let body = sb
+            .api
+            .requests()
+            .into_iter()
+            .find(|r| r.method == Method::POST && r.path == SECRETS)
+            .and_then(|r| r.body);
+        if let Some(body) = body {
+            break body["data"]["recovery-seed"].as_str().unwrap().to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Secret create:\n{}",
+            agent.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let forms = forms(&wire);
+    let during = scan(pid, &forms);
+    let unlocked: Vec<_> = during.iter().filter(|(_, h)| !h.locked).collect();
+    assert!(
+        unlocked.is_empty(),
+        "copies of the seed outside locked memory while it is alive: {unlocked:#?}"
+    );
+    assert!(
+        status_field(pid, "VmLck").parse::<u64>().unwrap() > 0,
+        "VmLck is 0 while the seed is alive"
+    );
+
+    // After the seed phase, while the agent waits on catalyst-api.
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("recovery seed written")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = scan(pid, &forms);
+    assert!(
+        after.is_empty(),
+        "copies of the seed after the seed phase: {after:#?}"
+    );
+
+    // Non-dumpable: the kernel hands /proc/<pid>/status (and mem, maps …)
+    // to root although the process runs as nobody.
+    assert_eq!(status_field(pid, "Uid"), NOBODY.to_string());
+    for file in ["status", "mem"] {
+        let meta = std::fs::metadata(format!("/proc/{pid}/{file}")).unwrap();
+        assert_eq!(
+            meta.uid(),
+            0,
+            "/proc/<pid>/{file} belongs to the process: it is dumpable"
+        );
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
+
+    // argv and environment.
+    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let token = sb.token.as_bytes();
+    for (what, bytes) in [("argv", &argv), ("environment", &environ)] {
+        for (form, secret) in forms
+            .iter()
+            .map(|(f, b)| (*f, b.as_slice()))
+            .chain([("bearer token", token)])
+        {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{form} in the agent's {what}"
+            );
+        }
+    }
+
+    agent.signal(Signal::SIGTERM);
+    let out = agent.finish().await;
+    assert_eq!(out.code, Some(75), "{}", out.stderr);
+    sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+}
