@@ -50,7 +50,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        None | Some(Command::Run) => runtime.block_on(run_job(&cli)).map(|()| 0),
+        None | Some(Command::Run) => {
+            runtime
+                .block_on(run_job(&cli))
+                .map(|()| 0)
+                .inspect_err(|err| {
+                    // An interrupted run has already said STOPPING and why.
+                    let kind = Exit::of(err);
+                    if kind != Exit::Interrupted {
+                        Notifier::default().failed(kind.code(), &format!("{err:#}"));
+                    }
+                })
+        }
         Some(Command::Status { json, wait }) => {
             runtime.block_on(status::show(&state_dir(&cli), json, wait))
         }

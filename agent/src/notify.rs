@@ -54,6 +54,14 @@ impl Notifier {
         send(&[NotifyState::Ready, NotifyState::Status(text)]);
     }
 
+    /// The last word of a run that failed, so `systemctl status` shows why
+    /// even when the failure came before any phase started.
+    pub(crate) fn failed(&self, code: u8, text: &str) {
+        send(&[NotifyState::Status(&format!(
+            "Failed (exit {code}): {text}"
+        ))]);
+    }
+
     pub(crate) fn stopping(&self, text: &str) {
         send(&[NotifyState::Stopping, NotifyState::Status(text)]);
     }

@@ -128,17 +128,22 @@ impl State {
                     .context(Exit::State);
             }
         };
-        let state: State = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid state file", path.display()))?;
-        if state.version > VERSION {
+        // The version first: a newer file may not have our shape at all.
+        let version = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("version")?.as_u64())
+            .unwrap_or(0);
+        if version > u64::from(VERSION) {
             return Err(anyhow::anyhow!(
                 "{} was written by a newer catalyst-bootstrap (state version {}, this one knows {VERSION}); \
                  run the newer binary, or move the file aside to start over",
                 path.display(),
-                state.version
+                version
             ))
             .context(Exit::Data);
         }
+        let state: State = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid state file", path.display()))?;
         Ok(Some(state))
     }
 }
@@ -270,7 +275,8 @@ fn take_lock(dir: &Path) -> anyhow::Result<Flock<File>> {
     };
     lock.set_len(0)
         .and_then(|_| writeln!(lock, "{}", std::process::id()))
-        .context("writing lock file")?;
+        .with_context(|| format!("writing lock file {}", path.display()))
+        .context(Exit::State)?;
     Ok(lock)
 }
 
@@ -354,6 +360,15 @@ mod tests {
         let err = Store::open(dir.path(), ID).err().unwrap();
         assert_eq!(Exit::of(&err), Exit::Data);
         assert!(format!("{err:#}").contains("newer catalyst-bootstrap"));
+        // A newer file need not have this version's shape to be recognised.
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"version": 9, "phases": []}"#,
+        )
+        .unwrap();
+        let err = Store::open(dir.path(), ID).err().unwrap();
+        assert!(format!("{err:#}").contains("newer catalyst-bootstrap"));
+        assert!(dir.path().join(STATE_FILE).exists(), "left as it was");
 
         state.version = VERSION;
         std::fs::write(

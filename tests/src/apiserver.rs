@@ -28,6 +28,8 @@ pub enum Fault {
     },
     /// Do the request, then close the connection without answering.
     CommitThenDrop,
+    /// Do the request, then wait before answering.
+    CommitThenDelay(Duration),
     /// Wait, then do the request normally.
     Delay(Duration),
 }
@@ -53,6 +55,8 @@ struct Cluster {
     faults: Vec<ScriptedFault>,
     requests: Vec<Recorded>,
     resource_version: u64,
+    /// Successful creates per object path.
+    creations: BTreeMap<String, usize>,
 }
 
 pub struct FakeApiServer {
@@ -166,6 +170,10 @@ users:
         });
     }
 
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     /// Stores an object directly, as if a peer had created it.
     pub fn insert(&self, path: &str, object: Value) {
         let mut c = self.lock();
@@ -181,6 +189,11 @@ users:
 
     pub fn object(&self, path: &str) -> Option<Value> {
         self.lock().objects.get(path).cloned()
+    }
+
+    /// How many times the object at `path` was created.
+    pub fn creations(&self, path: &str) -> usize {
+        self.lock().creations.get(path).copied().unwrap_or(0)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -262,6 +275,7 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
         });
         c.take_fault(&method, &path)
     };
+    let mut delay_after = None;
     let drop_after = match fault {
         Some(Fault::Status {
             code,
@@ -273,6 +287,10 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
             false
         }
         Some(Fault::CommitThenDrop) => true,
+        Some(Fault::CommitThenDelay(d)) => {
+            delay_after = Some(d);
+            false
+        }
         None => false,
     };
     let (code, value) = {
@@ -281,6 +299,9 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
     };
     if drop_after {
         return None;
+    }
+    if let Some(d) = delay_after {
+        tokio::time::sleep(d).await;
     }
     match value {
         Value::String(text) => respond(code, "text/plain; charset=utf-8", text),
@@ -515,6 +536,7 @@ fn create(
     let mut obj = c.stamp(obj);
     defaults(&mut obj);
     c.objects.insert(key.to_string(), obj.clone());
+    *c.creations.entry(key.to_string()).or_default() += 1;
     (201, obj)
 }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 
-use crate::http::{Answer, Handler, Server, respond};
+use crate::http::{Answer, Handler, Server, respond, respond_stalling};
+use crate::pki::CertSwitch;
 use crate::pki::Pki;
 
 pub const MAX_BODY: usize = 1 << 20;
@@ -27,6 +28,10 @@ pub enum Step {
     Delay(Duration),
     /// Handle (and store) normally, then close the connection unanswered.
     StoreThenDrop,
+    /// Handle (and store) normally, then wait before answering.
+    StoreThenDelay(Duration),
+    /// Answer `status` with a JSON error body that stalls halfway for a while.
+    SlowBody { status: u16, stall: Duration },
     /// A redirect to `location`.
     Redirect { status: u16, location: String },
 }
@@ -69,6 +74,7 @@ struct State {
 pub struct FakeCatalystApi {
     server: Server,
     state: Arc<Mutex<State>>,
+    certificate: Arc<CertSwitch>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -95,10 +101,17 @@ impl FakeCatalystApi {
             let state = shared.clone();
             Box::pin(async move { handle(&state, req).await })
         });
+        let (config, certificate) = pki.switchable_server_config();
         FakeCatalystApi {
-            server: Server::start(pki.server_config(false), handler, true),
+            server: Server::start(config, handler, true),
             state,
+            certificate,
         }
+    }
+
+    /// Serves `identity` from the next handshake on.
+    pub fn present(&self, identity: &crate::pki::Identity) {
+        self.certificate.set(identity);
     }
 
     pub fn url(&self) -> String {
@@ -198,6 +211,17 @@ async fn handle(state: &Mutex<State>, req: Request<Bytes>) -> Answer {
             contract(state, &req);
             None
         }
+        Some(Step::StoreThenDelay(d)) => {
+            let answer = contract(state, &req);
+            tokio::time::sleep(d).await;
+            answer
+        }
+        Some(Step::SlowBody { status, stall }) => respond_stalling(
+            status,
+            "application/json",
+            r#"{"error":"write-failed","detail":"the disk is slow today"}"#,
+            stall,
+        ),
         None => contract(state, &req),
     };
     put.status = answer.as_ref().map(|a| a.status().as_u16());

@@ -5,9 +5,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -17,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// `None` closes the connection without a response, the way a crash or a
 /// lost packet after the server committed looks to the client.
-pub type Answer = Option<Response<Full<Bytes>>>;
+pub type Answer = Option<Response<BoxBody<Bytes, std::convert::Infallible>>>;
 pub type Handler =
     Arc<dyn Fn(Request<Bytes>) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
 
@@ -178,9 +180,54 @@ pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Answe
         Response::builder()
             .status(status)
             .header("Content-Type", content_type)
-            .body(Full::new(body.into()))
+            .body(Full::new(body.into()).boxed())
             .unwrap(),
     )
+}
+
+/// A response whose body starts, then stalls for `stall` before it ends: a
+/// server that hangs mid-body.
+pub fn respond_stalling(status: u16, content_type: &str, body: &str, stall: Duration) -> Answer {
+    let (head, tail) = body.split_at(body.len() / 2);
+    let stalling = Stalling {
+        parts: vec![Bytes::from(tail.to_string()), Bytes::from(head.to_string())],
+        stall: Some(Box::pin(tokio::time::sleep(stall))),
+    };
+    Some(
+        Response::builder()
+            .status(status)
+            .header("Content-Type", content_type)
+            .body(stalling.boxed())
+            .unwrap(),
+    )
+}
+
+struct Stalling {
+    /// Still to send, last first.
+    parts: Vec<Bytes>,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl hyper::body::Body for Stalling {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        // The first part goes at once; the stall comes before the second.
+        if self.parts.len() == 1 {
+            if let Some(stall) = self.stall.as_mut() {
+                if stall.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.stall = None;
+            }
+        }
+        Poll::Ready(self.parts.pop().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
 }
 
 /// A plain-HTTP server on loopback (what cloud-init downloads from, or a

@@ -98,14 +98,18 @@ pub struct Start {
     pub cert_names: &'static [&'static str],
 }
 
+impl Start {
+    pub const DEFAULT: Start = Start {
+        api_up: true,
+        api_ready: true,
+        kubeconfig: true,
+        cert_names: CERT_NAMES,
+    };
+}
+
 impl Default for Start {
     fn default() -> Self {
-        Start {
-            api_up: true,
-            api_ready: true,
-            kubeconfig: true,
-            cert_names: CERT_NAMES,
-        }
+        Start::DEFAULT
     }
 }
 

@@ -1,0 +1,1160 @@
+//! The fault matrix: every case is a named fault, the exit code it must end
+//! with, and what it must say; after every run (and after the fresh run that
+//! follows a case that leaves work undone) the same invariants are checked:
+//! the seed Secret created at most once and never changed, the kubeconfig
+//! captured at most once, the state file parseable and truthful, the exit
+//! code as documented, the last sd_notify STATUS explaining the outcome, and
+//! no secret in the output, the notifications or the state directory.
+//!
+//! README.md's fault table is this table (`readme_lists_every_case`).
+
+use std::time::Duration;
+
+use catalyst_bootstrap_tests::apiserver::Fault;
+use catalyst_bootstrap_tests::catalyst::Step;
+use catalyst_bootstrap_tests::pki::Pki;
+use catalyst_bootstrap_tests::sandbox::{
+    Agent, CERT_NAMES, DEPLOYMENT_ID, Finished, Sandbox, Signal, Start,
+};
+use catalyst_bootstrap_tests::ship::{require_root, root, run};
+use http::Method;
+use serde_json::{Value, json};
+
+const NAMESPACES: &str = "/api/v1/namespaces";
+const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
+const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
+const MARKER: &str = "/api/v1/namespaces/openbao/secrets/openbao-init-marker";
+const SHORT_DEADLINE: &str = "deadline: 3s\nretry:\n  initial_delay: 100ms\n  max_delay: 400ms\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Area {
+    Process,
+    Kubernetes,
+    CatalystApi,
+    Disk,
+}
+
+impl Area {
+    fn name(self) -> &'static str {
+        match self {
+            Area::Process => "process",
+            Area::Kubernetes => "Kubernetes API",
+            Area::CatalystApi => "catalyst-api",
+            Area::Disk => "disk",
+        }
+    }
+}
+
+type Setup = fn(&Sandbox);
+
+#[derive(Clone, Copy)]
+enum Drive {
+    /// Run to the end.
+    Run,
+    /// Send `signal` once `ready` holds for the sandbox and stderr.
+    Signal {
+        ready: fn(&Sandbox, &str) -> bool,
+        signal: Signal,
+    },
+    /// Call `heal` once `when` holds: the agent has met the fault.
+    Heal {
+        when: fn(&Sandbox, &str) -> bool,
+        heal: Setup,
+    },
+    /// The API server goes down and up every `period`, `cycles` times.
+    Flap { period: Duration, cycles: u32 },
+    /// A second agent on the same state directory while the first works.
+    Twin,
+    /// In a mount namespace whose /etc/resolv.conf names a closed loopback
+    /// port: every lookup fails, nothing leaves the machine.
+    NoDns,
+}
+
+struct Case {
+    name: &'static str,
+    area: Area,
+    /// The fault, for people.
+    fault: &'static str,
+    start: Start,
+    setup: Setup,
+    drive: Drive,
+    /// `None`: killed by the case itself (SIGKILL).
+    exit: Option<i32>,
+    /// On stderr, when not empty.
+    says: &'static str,
+    /// What an SRE sees, for the README table.
+    outcome: &'static str,
+    /// For work left undone: put right before a fresh run, which must
+    /// finish with 0 and still keep every invariant.
+    resume: Option<Setup>,
+}
+
+fn nothing(_: &Sandbox) {}
+
+fn short_deadline(sb: &Sandbox) {
+    sb.write_config(SHORT_DEADLINE);
+}
+
+fn stderr_has(needle: &'static str) -> impl Fn(&str) -> bool {
+    move |e| e.contains(needle)
+}
+
+fn api_fault(sb: &Sandbox, method: Method, path: &str, times: usize, fault: Fault) {
+    sb.api.fault(method, path, times, fault);
+}
+
+fn status(code: u16, reason: &'static str, message: &str) -> Fault {
+    Fault::Status {
+        code,
+        reason,
+        message: message.into(),
+    }
+}
+
+const CASES: &[Case] = &[
+    // ── process ──
+    Case {
+        name: "sigkill_after_wait",
+        area: Area::Process,
+        fault: "SIGKILL right after the API server answered `/readyz`",
+        start: Start::DEFAULT,
+        setup: nothing,
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("wait phase done"),
+            signal: Signal::SIGKILL,
+        },
+        exit: None,
+        says: "",
+        outcome: "next run resumes; one seed, one kubeconfig",
+        resume: Some(nothing),
+    },
+    Case {
+        name: "sigkill_after_lease",
+        area: Area::Process,
+        fault: "SIGKILL right after the Lease was taken",
+        start: Start::DEFAULT,
+        setup: nothing,
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("lease phase done"),
+            signal: Signal::SIGKILL,
+        },
+        exit: None,
+        says: "",
+        outcome: "next run (same node) takes its own Lease back and finishes",
+        resume: Some(nothing),
+    },
+    Case {
+        name: "sigkill_mid_secret_create",
+        area: Area::Process,
+        fault: "SIGKILL while the Secret create is in flight",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                1,
+                Fault::Delay(Duration::from_secs(30)),
+            )
+        },
+        drive: Drive::Signal {
+            ready: |sb, _| sb.api.count(&Method::POST, SECRETS) == 1,
+            signal: Signal::SIGKILL,
+        },
+        exit: None,
+        says: "",
+        outcome: "next run writes the seed once",
+        resume: Some(nothing),
+    },
+    Case {
+        name: "sigkill_after_secret_committed",
+        area: Area::Process,
+        fault: "SIGKILL after the API server stored the Secret, before the answer",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                1,
+                Fault::CommitThenDelay(Duration::from_secs(30)),
+            )
+        },
+        drive: Drive::Signal {
+            ready: |sb, _| sb.seed_secret().is_some(),
+            signal: Signal::SIGKILL,
+        },
+        exit: None,
+        says: "",
+        outcome: "next run finds its own seed (409), keeps it",
+        resume: Some(nothing),
+    },
+    Case {
+        name: "sigkill_mid_put",
+        area: Area::Process,
+        fault: "SIGKILL while the PUT waits for catalyst-api",
+        start: Start::DEFAULT,
+        setup: |sb| sb.catalyst.script([Step::Delay(Duration::from_secs(30))]),
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("sending the kubeconfig"),
+            signal: Signal::SIGKILL,
+        },
+        exit: None,
+        says: "",
+        outcome: "next run sends it; captured once",
+        resume: Some(|sb| sb.catalyst.clear_script()),
+    },
+    Case {
+        name: "sigkill_after_put_committed",
+        area: Area::Process,
+        fault: "SIGKILL after catalyst-api stored the kubeconfig, before the answer",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst
+                .script([Step::StoreThenDelay(Duration::from_secs(30))])
+        },
+        drive: Drive::Signal {
+            ready: |sb, _| sb.catalyst.store_count(DEPLOYMENT_ID) == 1,
+            signal: Signal::SIGKILL,
+        },
+        exit: None,
+        says: "",
+        outcome: "next run gets `403 already-set`: success, captured once",
+        resume: Some(|sb| sb.catalyst.clear_script()),
+    },
+    Case {
+        name: "sigterm_waiting_for_kubeconfig",
+        area: Area::Process,
+        fault: "SIGTERM while waiting for k3s to write its kubeconfig",
+        start: Start {
+            kubeconfig: false,
+            ..Start::DEFAULT
+        },
+        setup: nothing,
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("wait phase started"),
+            signal: Signal::SIGTERM,
+        },
+        exit: Some(75),
+        says: "Stopping on SIGTERM",
+        outcome: "exit 75, progress saved; next run resumes",
+        resume: Some(|sb| sb.write_kubeconfig()),
+    },
+    Case {
+        name: "sigterm_waiting_for_api_server",
+        area: Area::Process,
+        fault: "SIGTERM while waiting for the API server",
+        start: Start {
+            api_up: false,
+            ..Start::DEFAULT
+        },
+        setup: nothing,
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("waiting for the API server"),
+            signal: Signal::SIGTERM,
+        },
+        exit: Some(75),
+        says: "Stopping on SIGTERM",
+        outcome: "exit 75; next run resumes",
+        resume: Some(|sb| sb.api.set_up(true)),
+    },
+    Case {
+        name: "sigint_waiting_for_lease",
+        area: Area::Process,
+        fault: "SIGINT while another node holds the Lease",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.write_config("lease_duration: 1s\n");
+            sb.api.insert(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap",
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                       "metadata": {"name": "catalyst-bootstrap", "namespace": "kube-system"},
+                       "spec": {"holderIdentity": "cp-gone", "leaseDurationSeconds": 1}}),
+            );
+        },
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("cp-gone holds Lease"),
+            signal: Signal::SIGINT,
+        },
+        exit: Some(75),
+        says: "Stopping on SIGINT",
+        outcome: "exit 75; next run takes over once the Lease expires",
+        resume: Some(nothing),
+    },
+    Case {
+        name: "sigterm_in_put_backoff",
+        area: Area::Process,
+        fault: "SIGTERM while backing off from catalyst-api `503`s",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst
+                .script((0..100).map(|_| Step::error(503, "write-failed")))
+        },
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("attempt 2 failed"),
+            signal: Signal::SIGTERM,
+        },
+        exit: Some(75),
+        says: "Stopping on SIGTERM",
+        outcome: "exit 75; next run resumes",
+        resume: Some(|sb| sb.catalyst.clear_script()),
+    },
+    Case {
+        name: "sigterm_in_seed_backoff",
+        area: Area::Process,
+        fault: "SIGTERM while backing off from Secret-create `500`s",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                1000,
+                status(500, "InternalError", "etcdserver: request timed out"),
+            )
+        },
+        drive: Drive::Signal {
+            ready: |_, e| e.contains("etcdserver: request timed out"),
+            signal: Signal::SIGTERM,
+        },
+        exit: Some(75),
+        says: "Stopping on SIGTERM",
+        outcome: "exit 75; next run resumes",
+        resume: Some(|sb| sb.api.clear_faults()),
+    },
+    Case {
+        name: "two_agents_one_state_dir",
+        area: Area::Process,
+        fault: "a second agent started on the same state directory",
+        start: Start::DEFAULT,
+        setup: |sb| sb.catalyst.script([Step::Delay(Duration::from_secs(2))]),
+        drive: Drive::Twin,
+        exit: Some(0),
+        says: "",
+        outcome: "the second exits 75 naming the first's pid; the first finishes",
+        resume: None,
+    },
+    // ── Kubernetes API ──
+    Case {
+        name: "api_down_at_start",
+        area: Area::Kubernetes,
+        fault: "API server not listening at first",
+        start: Start {
+            api_up: false,
+            ..Start::DEFAULT
+        },
+        setup: nothing,
+        drive: Drive::Heal {
+            when: |_, e| e.contains("waiting for the API server"),
+            heal: |sb| sb.api.set_up(true),
+        },
+        exit: Some(0),
+        says: "",
+        outcome: "waits (probing every ≤ 250 ms), then does the job",
+        resume: None,
+    },
+    Case {
+        name: "api_flapping",
+        area: Area::Kubernetes,
+        fault: "API server up and down every 300 ms for 3 s",
+        start: Start::DEFAULT,
+        setup: nothing,
+        drive: Drive::Flap {
+            period: Duration::from_millis(300),
+            cycles: 10,
+        },
+        exit: Some(0),
+        says: "",
+        outcome: "retries through it; one seed",
+        resume: None,
+    },
+    Case {
+        name: "api_not_ready",
+        area: Area::Kubernetes,
+        fault: "`/readyz` answers 500 at first",
+        start: Start {
+            api_ready: false,
+            ..Start::DEFAULT
+        },
+        setup: nothing,
+        drive: Drive::Heal {
+            when: |sb, _| sb.api.count(&Method::GET, "/readyz") >= 2,
+            heal: |sb| sb.api.set_ready(true),
+        },
+        exit: Some(0),
+        says: "",
+        outcome: "waits, then does the job",
+        resume: None,
+    },
+    Case {
+        name: "secret_create_500",
+        area: Area::Kubernetes,
+        fault: "`500` on the Secret create, three times",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                3,
+                status(500, "InternalError", "etcd leader changed"),
+            )
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "etcd leader changed",
+        outcome: "retried with backoff; one seed",
+        resume: None,
+    },
+    Case {
+        name: "secret_create_503",
+        area: Area::Kubernetes,
+        fault: "`503` on the Secret create, three times",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                3,
+                status(
+                    503,
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                ),
+            )
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "unable to handle the request",
+        outcome: "retried with backoff; one seed",
+        resume: None,
+    },
+    Case {
+        name: "secret_create_429",
+        area: Area::Kubernetes,
+        fault: "`429` on the Secret create, three times",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                3,
+                status(429, "TooManyRequests", "too many requests"),
+            )
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "too many requests",
+        outcome: "retried with backoff; one seed",
+        resume: None,
+    },
+    Case {
+        name: "reset_after_secret_commit",
+        area: Area::Kubernetes,
+        fault: "connection reset after the Secret create was committed",
+        start: Start::DEFAULT,
+        setup: |sb| api_fault(sb, Method::POST, SECRETS, 1, Fault::CommitThenDrop),
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "already holds a seed; kept it",
+        outcome: "the retry gets `409 AlreadyExists`: our own seed, kept",
+        resume: None,
+    },
+    Case {
+        name: "namespace_terminating",
+        area: Area::Kubernetes,
+        fault: "namespace `openbao` is `Terminating` when the seed is written",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.api.insert_namespace("openbao");
+            sb.api.terminate_namespace("openbao");
+        },
+        drive: Drive::Heal {
+            when: |_, e| e.contains("being terminated"),
+            heal: |sb| sb.api.finish_termination("openbao"),
+        },
+        exit: Some(0),
+        says: "being terminated",
+        outcome: "waits for it to go, recreates it, writes the seed",
+        resume: None,
+    },
+    Case {
+        name: "secret_without_key",
+        area: Area::Kubernetes,
+        fault: "the seed Secret exists without the `recovery-seed` key",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.api.insert_namespace("openbao");
+            sb.api.insert(
+                SEED,
+                json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": "openbao-recovery-seed", "namespace": "openbao"},
+                "data": {"other": "eA=="}}),
+            );
+        },
+        drive: Drive::Run,
+        exit: Some(65),
+        says: "recovery-seed",
+        outcome: "exit 65 naming the Secret and key; not overwritten",
+        resume: None,
+    },
+    Case {
+        name: "init_marker_present",
+        area: Area::Kubernetes,
+        fault: "`openbao-init-marker` exists (OpenBao initialised)",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.api.insert(
+                MARKER,
+                json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "openbao-init-marker", "namespace": "openbao"},
+                "data": {"initialised-at": "MjAyNi0wMS0wMQ=="}}),
+            );
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "OpenBao is already initialised",
+        outcome: "no seed written, said so; kubeconfig delivered",
+        resume: None,
+    },
+    Case {
+        name: "namespace_create_forbidden",
+        area: Area::Kubernetes,
+        fault: "`403` (RBAC) on the namespace create",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                NAMESPACES,
+                1,
+                status(
+                    403,
+                    "Forbidden",
+                    "namespaces is forbidden: User \"system:admin\" cannot create resource",
+                ),
+            )
+        },
+        drive: Drive::Run,
+        exit: Some(70),
+        says: "cannot create resource",
+        outcome: "exit 70 naming the refusal; the kubeconfig is still delivered",
+        resume: None,
+    },
+    // ── catalyst-api ──
+    Case {
+        name: "catalyst_unreachable",
+        area: Area::CatalystApi,
+        fault: "catalyst-api refuses connections at first",
+        start: Start::DEFAULT,
+        setup: |sb| sb.catalyst.set_up(false),
+        drive: Drive::Heal {
+            when: |_, e| e.contains("cannot reach catalyst-api"),
+            heal: |sb| sb.catalyst.set_up(true),
+        },
+        exit: Some(0),
+        says: "cannot reach catalyst-api",
+        outcome: "probes every ≤ 1 s, delivers on recovery",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_dns_failure",
+        area: Area::CatalystApi,
+        fault: "catalyst-api's name does not resolve (no DNS at first boot)",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            let url = sb.catalyst.url().replace("127.0.0.1", "catalyst.invalid");
+            sb.write_config(&format!("{SHORT_DEADLINE}catalyst_api_url: {url}\n"));
+        },
+        drive: Drive::NoDns,
+        exit: Some(69),
+        says: "catalyst.invalid",
+        outcome: "retried until the deadline; exit 69 naming the lookup failure; seed written",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_unknown_ca",
+        area: Area::CatalystApi,
+        fault: "catalyst-api's certificate is from a CA not in `ca_bundle`",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            short_deadline(sb);
+            sb.catalyst.present(&Pki::new(CERT_NAMES).server);
+        },
+        drive: Drive::Run,
+        exit: Some(69),
+        says: "invalid peer certificate",
+        outcome: "never sends the token; exit 69 at the deadline naming the certificate error",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_cert_not_yet_valid",
+        area: Area::CatalystApi,
+        fault: "catalyst-api's certificate not valid yet (the node's clock is behind) at first",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst
+                .present(&sb.pki.issue_server(CERT_NAMES, Some(2100)))
+        },
+        drive: Drive::Heal {
+            when: |_, e| e.contains("certificate not valid yet"),
+            heal: |sb| sb.catalyst.present(&sb.pki.server),
+        },
+        exit: Some(0),
+        says: "certificate not valid yet",
+        outcome: "keeps retrying (until the deadline), delivers once the clock agrees",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_503_retry_after",
+        area: Area::CatalystApi,
+        fault: "`503` with `Retry-After: 1`, twice",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst.script((0..2).map(|_| {
+                Step::Respond {
+                    status: 503,
+                    body:
+                        r#"{"error":"kubeconfigs-dir-unwritable","detail":"read-only file system"}"#
+                            .into(),
+                    retry_after: Some("1".into()),
+                }
+            }))
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "next try in 1.",
+        outcome: "waits as told, then delivers",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_slow_header",
+        area: Area::CatalystApi,
+        fault: "catalyst-api sends no answer for 3 s (`read_timeout: 500ms`)",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.write_config("read_timeout: 500ms\n");
+            sb.catalyst.script([Step::Delay(Duration::from_secs(3))]);
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "attempt 1 failed",
+        outcome: "the try times out, the retry delivers; captured once",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_slow_body",
+        area: Area::CatalystApi,
+        fault: "catalyst-api stalls 3 s in the middle of an answer's body",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.write_config("read_timeout: 500ms\n");
+            sb.catalyst.script([Step::SlowBody {
+                status: 503,
+                stall: Duration::from_secs(3),
+            }]);
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "attempt 1 failed",
+        outcome: "the read times out, the retry delivers",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_answer_lost",
+        area: Area::CatalystApi,
+        fault: "catalyst-api stores the kubeconfig, the answer is lost",
+        start: Start::DEFAULT,
+        setup: |sb| sb.catalyst.script([Step::StoreThenDrop]),
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "already-set",
+        outcome: "the retry gets `403 already-set`: success, captured once",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_404",
+        area: Area::CatalystApi,
+        fault: "`404 deployment not found`, twice (ingress not routed yet)",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst.script((0..2).map(|_| Step::Respond {
+                status: 404,
+                body: "deployment not found\n".into(),
+                retry_after: None,
+            }))
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "does not know deployment",
+        outcome: "an ERROR line per try, retried; delivers",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_401",
+        area: Area::CatalystApi,
+        fault: "`401 missing-bearer`",
+        start: Start::DEFAULT,
+        setup: |sb| sb.catalyst.script([Step::error(401, "missing-bearer")]),
+        drive: Drive::Run,
+        exit: Some(77),
+        says: "missing-bearer",
+        outcome: "exit 77 at once, no retry; the seed is still written",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_403_invalid_bearer",
+        area: Area::CatalystApi,
+        fault: "`403 invalid-bearer`",
+        start: Start::DEFAULT,
+        setup: |sb| sb.catalyst.script([Step::error(403, "invalid-bearer")]),
+        drive: Drive::Run,
+        exit: Some(77),
+        says: "invalid-bearer",
+        outcome: "exit 77 at once, no retry",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_422",
+        area: Area::CatalystApi,
+        fault: "`422 body-too-large`",
+        start: Start::DEFAULT,
+        setup: |sb| sb.catalyst.script([Step::error(422, "body-too-large")]),
+        drive: Drive::Run,
+        exit: Some(65),
+        says: "body-too-large",
+        outcome: "exit 65 at once",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_redirect",
+        area: Area::CatalystApi,
+        fault: "`307` redirect to another host",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst.script([Step::Redirect {
+                status: 307,
+                location: "https://127.0.0.9:9/elsewhere".into(),
+            }])
+        },
+        drive: Drive::Run,
+        exit: Some(76),
+        says: "307",
+        outcome: "not followed (the bearer goes nowhere else); exit 76",
+        resume: None,
+    },
+    Case {
+        name: "deadline_passes",
+        area: Area::CatalystApi,
+        fault: "catalyst-api answers `503` until the 3 s deadline",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            short_deadline(sb);
+            sb.catalyst
+                .script((0..1000).map(|_| Step::error(503, "write-failed")));
+        },
+        drive: Drive::Run,
+        exit: Some(69),
+        says: "gave up after",
+        outcome: "exit 69; state and log name the last error",
+        resume: Some(|sb| {
+            sb.catalyst.clear_script();
+            sb.write_config("");
+        }),
+    },
+    // ── disk ──
+    Case {
+        name: "state_dir_read_only",
+        area: Area::Disk,
+        fault: "state directory on a read-only file system",
+        start: Start::DEFAULT,
+        setup: |sb| mount_tmpfs(sb, "ro,size=64k"),
+        drive: Drive::Run,
+        exit: Some(73),
+        says: "Read-only file system",
+        outcome: "exit 73 before anything is sent or written",
+        resume: Some(unmount),
+    },
+    Case {
+        name: "state_dir_full",
+        area: Area::Disk,
+        fault: "state directory on a full file system",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            mount_tmpfs(sb, "size=16k");
+            // Fill it; what is left is too little for state.json.
+            let _ = std::fs::write(sb.state_dir().join("filler"), vec![0u8; 64 * 1024]);
+        },
+        drive: Drive::Run,
+        exit: Some(73),
+        says: "No space left on device",
+        outcome: "exit 73 before anything is sent or written",
+        resume: Some(unmount),
+    },
+    Case {
+        name: "state_file_corrupt",
+        area: Area::Disk,
+        fault: "state.json is garbage; the seed already exists from the earlier run",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            std::fs::create_dir_all(sb.state_dir()).unwrap();
+            std::fs::write(sb.state_dir().join("state.json"), "{\"version\": 1, \"dep").unwrap();
+            sb.api.insert_namespace("openbao");
+            sb.api.insert(
+                SEED,
+                json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": "openbao-recovery-seed", "namespace": "openbao"},
+                "data": {"recovery-seed": "c2VlZC1mcm9tLXRoZS1lYXJsaWVyLXJ1bi0wMDAwMDAwMDAwMDA="}}),
+            );
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "state.json.corrupt",
+        outcome: "set aside as state.json.corrupt, job redone safely: existing seed kept",
+        resume: None,
+    },
+    Case {
+        name: "state_file_from_the_future",
+        area: Area::Disk,
+        fault: "state.json written by a newer version",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            std::fs::create_dir_all(sb.state_dir()).unwrap();
+            let state = json!({"version": 99, "deployment_id": DEPLOYMENT_ID});
+            std::fs::write(sb.state_dir().join("state.json"), state.to_string()).unwrap();
+        },
+        drive: Drive::Run,
+        exit: Some(65),
+        says: "newer catalyst-bootstrap",
+        outcome: "exit 65, nothing done, the file left as it was",
+        resume: None,
+    },
+];
+
+fn mount_tmpfs(sb: &Sandbox, options: &str) {
+    require_root();
+    std::fs::create_dir_all(sb.state_dir()).unwrap();
+    run(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "catalyst-test"])
+        .arg(sb.state_dir()));
+}
+
+fn unmount(sb: &Sandbox) {
+    run(std::process::Command::new("umount").arg(sb.state_dir()));
+}
+
+/// Unmounts a disk case's tmpfs even when the case fails (quietly: the
+/// resume step may have unmounted it already).
+struct Unmount<'a>(&'a Sandbox);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.state_dir())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The agent's command in a mount namespace whose /etc/resolv.conf points
+/// at a closed port on loopback.
+fn without_dns(sb: &Sandbox) -> tokio::process::Command {
+    require_root();
+    let resolv = sb.path("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let agent = sb.command(&["run"]);
+    let std_cmd = agent.as_std();
+    let mut cmd = tokio::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"")
+        .arg(&resolv)
+        .arg(std_cmd.get_program())
+        .args(std_cmd.get_args());
+    cmd.env_clear();
+    for (k, v) in std_cmd.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Waits until `moment` holds for the sandbox and the agent's stderr.
+async fn until(sb: &Sandbox, agent: &Agent, case: &Case, moment: fn(&Sandbox, &str) -> bool) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !moment(sb, &agent.stderr()) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "{}: the moment never came:\n{}",
+            case.name,
+            agent.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn drive(sb: &Sandbox, case: &Case) -> Finished {
+    match case.drive {
+        Drive::Run => sb.run().await,
+        Drive::NoDns => Agent::spawn(without_dns(sb)).finish().await,
+        Drive::Signal { ready, signal } => {
+            let agent = sb.spawn(&["run"]);
+            until(sb, &agent, case, ready).await;
+            agent.signal(signal);
+            agent.finish().await
+        }
+        Drive::Heal { when, heal } => {
+            let agent = sb.spawn(&["run"]);
+            until(sb, &agent, case, when).await;
+            heal(sb);
+            agent.finish().await
+        }
+        Drive::Flap { period, cycles } => {
+            let agent = sb.spawn(&["run"]);
+            for i in 0..cycles {
+                sb.api.set_up(i % 2 == 1);
+                tokio::time::sleep(period).await;
+            }
+            sb.api.set_up(true);
+            agent.finish().await
+        }
+        Drive::Twin => {
+            let first = sb.spawn(&["run"]);
+            first
+                .wait_for_stderr(
+                    Duration::from_secs(20),
+                    stderr_has("sending the kubeconfig"),
+                )
+                .await;
+            let second = sb.run().await;
+            assert_eq!(
+                second.code,
+                Some(75),
+                "{}: the twin:\n{}",
+                case.name,
+                second.stderr
+            );
+            assert!(
+                second.stderr.contains("already working in"),
+                "{}: the twin does not say why:\n{}",
+                case.name,
+                second.stderr
+            );
+            sb.assert_no_leaks(&[&second.stderr]);
+            first.finish().await
+        }
+    }
+}
+
+/// The invariants every run must keep. `seed` is the seed's wire value the
+/// first time one was seen.
+fn invariants(
+    sb: &Sandbox,
+    case: &Case,
+    out: &Finished,
+    expected: Option<i32>,
+    seed: &mut Option<Value>,
+) {
+    let name = case.name;
+    let log = &out.stderr;
+    assert_eq!(out.code, expected, "{name}: exit code; stderr:\n{log}");
+
+    // The seed Secret: created at most once, never changed, never replaced.
+    assert!(sb.api.creations(SEED) <= 1, "{name}: seed created twice");
+    assert!(
+        sb.api
+            .requests()
+            .iter()
+            .all(|r| r.path != SEED || r.method == Method::GET),
+        "{name}: the seed Secret was modified"
+    );
+    if let Some(now) = sb.seed_secret().map(|s| s["data"].clone()) {
+        match seed {
+            Some(first) => assert_eq!(*first, now, "{name}: the seed changed"),
+            None => *seed = Some(now),
+        }
+    }
+    // The kubeconfig: captured at most once.
+    assert!(
+        sb.catalyst.store_count(DEPLOYMENT_ID) <= 1,
+        "{name}: kubeconfig stored twice"
+    );
+
+    // The state file: parseable and truthful.
+    let done = sb.state_dir().join("done").exists();
+    let state = std::fs::read(sb.state_dir().join("state.json"))
+        .ok()
+        .map(|b| {
+            serde_json::from_slice::<Value>(&b)
+                .unwrap_or_else(|e| panic!("{name}: state.json: {e}"))
+        });
+    match (expected, &state) {
+        (Some(0), state) => {
+            assert!(done, "{name}: exit 0 without the done stamp");
+            let state = state.as_ref().expect("state.json after a successful run");
+            for phase in ["wait", "lease", "kubeconfig", "seed"] {
+                assert_eq!(
+                    state[phase]["outcome"], "done",
+                    "{name}: {phase}: {state:#}"
+                );
+            }
+        }
+        (Some(code), Some(state))
+            if [65, 69, 70, 76, 77].contains(&code) && !name.starts_with("state_file") =>
+        {
+            assert!(!done, "{name}: failed but marked done");
+            let failed = ["kubeconfig", "seed", "wait", "lease"].iter().any(|p| {
+                state[p]["outcome"] == "failed"
+                    && state[p]["detail"].as_str().is_some_and(|d| !d.is_empty())
+            });
+            assert!(
+                failed,
+                "{name}: exit {code} but no phase says why: {state:#}"
+            );
+        }
+        (Some(75), Some(state)) => {
+            assert!(!done, "{name}: interrupted but marked done");
+            let interrupted = ["kubeconfig", "seed", "wait", "lease"]
+                .iter()
+                .any(|p| state[p]["outcome"] == "interrupted");
+            assert!(
+                interrupted || matches!(case.drive, Drive::Twin),
+                "{name}: {state:#}"
+            );
+        }
+        _ => assert!(!done || expected == Some(0), "{name}: marked done"),
+    }
+
+    // The last STATUS= explains the outcome.
+    if let Some(code) = expected {
+        let last = sb.notify.statuses().pop().unwrap_or_default();
+        let explains = match code {
+            0 => last.starts_with("Done"),
+            75 => last.starts_with("Stopping on"),
+            code => last.starts_with(&format!("Failed (exit {code})")),
+        };
+        assert!(
+            explains,
+            "{name}: last STATUS does not explain exit {code}: {last:?}"
+        );
+    }
+
+    // No secret anywhere it could leak to.
+    sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+}
+
+async fn run_case(case: &Case) {
+    let sb = Sandbox::with(case.start);
+    (case.setup)(&sb);
+    let _unmount = (case.area == Area::Disk).then(|| Unmount(&sb));
+    let out = drive(&sb, case).await;
+    let mut seed = None;
+    invariants(&sb, case, &out, case.exit, &mut seed);
+    if !case.says.is_empty() {
+        assert!(
+            out.stderr.contains(case.says),
+            "{}: {:?} not on stderr:\n{}",
+            case.name,
+            case.says,
+            out.stderr
+        );
+    }
+    match case.exit {
+        Some(77 | 76 | 65) if case.area == Area::CatalystApi => assert!(
+            sb.catalyst.store_count(DEPLOYMENT_ID) == 0,
+            "{}: stored although refused",
+            case.name
+        ),
+        Some(73) => {
+            assert!(
+                sb.catalyst.requests().is_empty(),
+                "{}: sent without state",
+                case.name
+            );
+            assert!(
+                sb.seed_secret().is_none(),
+                "{}: seed without state",
+                case.name
+            );
+        }
+        _ => {}
+    }
+    if let Some(resume) = case.resume {
+        resume(&sb);
+        let again = sb.run().await;
+        invariants(&sb, case, &again, Some(0), &mut seed);
+        assert!(
+            sb.seed_secret().is_some(),
+            "{}: no seed after resuming",
+            case.name
+        );
+        assert_eq!(
+            sb.catalyst.store_count(DEPLOYMENT_ID),
+            1,
+            "{}: resumed",
+            case.name
+        );
+    }
+}
+
+async fn run_area(area: Area) {
+    for case in CASES.iter().filter(|c| c.area == area) {
+        eprintln!("fault case {}", case.name);
+        run_case(case).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_faults() {
+    run_area(Area::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_api_faults() {
+    run_area(Area::Kubernetes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalyst_api_faults() {
+    run_area(Area::CatalystApi).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_faults() {
+    run_area(Area::Disk).await;
+}
+
+fn readme_table() -> String {
+    let mut table = String::from("| area | fault | exit | outcome |\n|---|---|---|---|\n");
+    for case in CASES {
+        let exit = case.exit.map_or("killed".to_string(), |c| c.to_string());
+        table.push_str(&format!(
+            "| {} | {} | {exit} | {} |\n",
+            case.area.name(),
+            case.fault,
+            case.outcome
+        ));
+    }
+    table
+}
+
+#[test]
+fn readme_lists_every_case() {
+    assert!(CASES.len() >= 30, "the matrix has {} cases", CASES.len());
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let table = readme_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's fault table is out of date; it should read:\n\n{table}"
+    );
+}
