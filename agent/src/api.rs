@@ -134,18 +134,31 @@ impl CatalystApi {
             .map_err(PutError::Transport)?;
         let mut sent: Vec<&[u8]> = vec![self.token.as_bytes()];
         sent.extend(kubeconfig.keys.iter().map(|k| k.as_bytes()));
-        classify(status, &headers, &String::from_utf8_lossy(&text)).map_err(|mut err| {
-            // What gets logged of an answer: its code and its detail.
-            if let PutError::Status { code, detail, .. } = &mut err {
-                for text in [code, detail] {
-                    if repeats_secret(text, &sent) {
-                        *text = WITHHELD.to_string();
-                    }
-                }
-            }
-            err
-        })
+        answer(status, &headers, &String::from_utf8_lossy(&text), &sent)
     }
+}
+
+/// An answer classified, with whatever of it will be logged (code, detail,
+/// redirect target) withheld when it repeats a secret of the request.
+pub(crate) fn answer(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+    sent: &[&[u8]],
+) -> Result<Delivery, PutError> {
+    classify(status, headers, body).map_err(|mut err| {
+        let logged = match &mut err {
+            PutError::Status { code, detail, .. } => vec![code, detail],
+            PutError::Redirect { location, .. } => vec![location],
+            PutError::Transport(_) => vec![],
+        };
+        for text in logged {
+            if repeats_secret(text, sent) {
+                *text = WITHHELD.to_string();
+            }
+        }
+        err
+    })
 }
 
 const WITHHELD: &str = "(answer withheld from the log: it repeats secret material of the request)";
@@ -355,6 +368,23 @@ mod tests {
             r#"{"error":"write-failed","detail":"disk busy"}"#,
             &sent
         ));
+    }
+
+    #[test]
+    fn a_redirect_to_the_token_is_withheld_from_the_log() {
+        let token = "ab".repeat(32);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LOCATION,
+            format!("https://echo.example/?t={token}").parse().unwrap(),
+        );
+        let err = super::answer(StatusCode::FOUND, &headers, "", &[token.as_bytes()]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            !text.contains(&token) && text.contains("withheld"),
+            "{text}"
+        );
+        assert_eq!(err.verdict(), Verdict::Permanent(Exit::Protocol));
     }
 
     #[test]

@@ -177,6 +177,14 @@ fn load_layers(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result
     layers.build()
 }
 
+/// One configuration document on its own, as the fuzz target feeds it.
+#[cfg(fuzzing)]
+pub(crate) fn from_text(text: &str) -> anyhow::Result<Config> {
+    let mut layers = Layers::default();
+    layers.add_text(text, "config.yaml")?;
+    layers.build()
+}
+
 /// `*.yaml` files of a drop-in directory in lexical order; none if it is absent.
 fn drop_ins(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
@@ -219,12 +227,15 @@ impl Layers {
         }
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
-        let doc: Value = serde_saphyr::from_str(&text)
-            .map_err(|e| anyhow!("{}: not valid YAML: {e}", file.display()))?;
-        let origin = file.display().to_string();
+        self.add_text(&text, &file.display().to_string())
+    }
+
+    fn add_text(&mut self, text: &str, origin: &str) -> anyhow::Result<()> {
+        let doc: Value =
+            serde_saphyr::from_str(text).map_err(|e| anyhow!("{origin}: not valid YAML: {e}"))?;
         match doc {
             Value::Null => Ok(()),
-            Value::Object(map) => self.merge("", map, &origin),
+            Value::Object(map) => self.merge("", map, origin),
             _ => bail!("{origin}: expected a mapping of keys to values at the top level"),
         }
     }

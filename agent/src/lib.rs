@@ -7,6 +7,9 @@ mod cli;
 mod cluster;
 mod config;
 mod exit;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
 mod http;
 mod job;
 mod journal;
