@@ -67,6 +67,7 @@ impl Classify for PutError {
                 408 | 425 | 429 | 500..=599 => Verdict::Retry(Retry {
                     after: *retry_after,
                     refused: false,
+                    overloaded: true,
                 }),
                 _ => Verdict::Permanent(Exit::Protocol),
             },
@@ -304,7 +305,10 @@ mod tests {
         ] {
             assert_eq!(
                 verdict(503, &format!(r#"{{"error":"{code}"}}"#)),
-                Verdict::Retry(Retry::default())
+                Verdict::Retry(Retry {
+                    overloaded: true,
+                    ..Retry::default()
+                })
             );
         }
         for status in [408, 425, 429, 500, 502, 504] {

@@ -22,7 +22,11 @@ use crate::retry::{Classify, Retry, Verdict, innermost};
 const MAX_RESPONSE: usize = 1 << 20;
 
 pub(crate) struct Cluster {
+    /// For objects: a fresh connection per request (see `build`).
     http: reqwest::Client,
+    /// For `/readyz`, polled every few tens of milliseconds: one kept-alive
+    /// connection. Health answers hold nothing secret.
+    probe: reqwest::Client,
     base: String,
     /// The kubeconfig's CA, which the preflight checks the certificate with.
     ca: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -133,15 +137,21 @@ impl Cluster {
         );
         let identity = reqwest::Identity::from_pem(&identity_pem(&config.auth_info)?)
             .context("client-certificate-data and client-key-data do not form a usable identity")?;
-        let http = http::builder(timeout, timeout)
-            .tls_certs_only(roots)
-            .identity(identity)
-            // The local API server is on this node; a proxy must never be involved.
-            .no_proxy()
+        let builder = || {
+            http::builder(timeout, timeout)
+                .tls_certs_only(roots.clone())
+                .identity(identity.clone())
+                // The local API server is on this node; a proxy must never be involved.
+                .no_proxy()
+        };
+        let http = builder()
             // A pooled connection keeps its read buffer, which held the last
             // answer (the created Secret, seed included), for as long as it
             // idles; a fresh loopback handshake per request costs ~1 ms.
             .pool_max_idle_per_host(0)
+            .build()
+            .context("building the HTTPS client for the API server")?;
+        let probe = builder()
             .build()
             .context("building the HTTPS client for the API server")?;
         let base = config
@@ -149,7 +159,12 @@ impl Cluster {
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        Ok(Cluster { http, base, ca })
+        Ok(Cluster {
+            http,
+            probe,
+            base,
+            ca,
+        })
     }
 
     pub(crate) fn ca(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
@@ -167,13 +182,22 @@ impl Cluster {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, KubeError> {
+        self.send_with(&self.http, method, path, body).await
+    }
+
+    async fn send_with(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, KubeError> {
         let transport = |error: reqwest::Error| KubeError::Transport {
             method: method.clone(),
             path: path.to_string(),
             error,
         };
-        let mut req = self
-            .http
+        let mut req = client
             .request(method.clone(), format!("{}{path}", self.base))
             .header("Accept", "application/json");
         if let Some(body) = body {
@@ -209,10 +233,9 @@ impl Cluster {
 
     /// `/readyz`, or `/healthz` on servers that predate it.
     pub(crate) async fn ready(&self) -> Result<(), KubeError> {
-        match self.send(Method::GET, "/readyz", None).await {
-            Err(e) if e.code() == Some(404) => {
-                self.send(Method::GET, "/healthz", None).await.map(drop)
-            }
+        let probe = |path| self.send_with(&self.probe, Method::GET, path, None);
+        match probe("/readyz").await {
+            Err(e) if e.code() == Some(404) => probe("/healthz").await.map(drop),
             other => other.map(drop),
         }
     }

@@ -47,6 +47,7 @@ const KEYS: &[&str] = &[
     "retry",
     "retry.initial_delay",
     "retry.max_delay",
+    "retry.overloaded_delay",
 ];
 
 /// Where the public address comes from.
@@ -344,6 +345,7 @@ impl Layers {
         let retry = RetryPolicy {
             initial: self.duration("retry.initial_delay", "1s")?,
             max: self.duration("retry.max_delay", "60s")?,
+            overloaded_min: self.duration("retry.overloaded_delay", "10s")?,
             ..RetryPolicy::default()
         };
         if retry.initial.is_zero() || retry.initial > retry.max {
@@ -658,6 +660,10 @@ pub(crate) fn render(config: &Config, token_source: &Path) -> String {
     line(
         "retry.max_delay",
         &format_args!("{}ms", config.retry.max.as_millis()),
+    );
+    line(
+        "retry.overloaded_delay",
+        &format_args!("{}ms", config.retry.overloaded_min.as_millis()),
     );
     line(
         "bearer_token",

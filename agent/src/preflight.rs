@@ -214,6 +214,7 @@ fn handshake(
 ) -> Result<Handshake, PreflightError> {
     let unreachable = |error| PreflightError::Unreachable { via, error };
     let mut tcp = TcpStream::connect_timeout(&via, timeout).map_err(unreachable)?;
+    tcp.set_nodelay(true).map_err(unreachable)?;
     tcp.set_read_timeout(Some(timeout)).map_err(unreachable)?;
     tcp.set_write_timeout(Some(timeout)).map_err(unreachable)?;
     let mut conn = rustls::ClientConnection::new(config.clone(), name)

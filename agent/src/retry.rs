@@ -27,6 +27,10 @@ pub(crate) struct RetryPolicy {
     /// Ceiling when the peer refused the connection: probing a closed port
     /// costs the server nothing, and we want to be there the moment it opens.
     pub(crate) refused_max: Duration,
+    /// Floor when a server answered that it is overloaded (429, 5xx) without
+    /// saying when to come back: each such try costs it work, so never more
+    /// often than the shell this replaces (`curl --retry-delay 10`).
+    pub(crate) overloaded_min: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -38,18 +42,21 @@ impl Default for RetryPolicy {
             jitter: 0.2,
             max_retry_after: Duration::from_secs(300),
             refused_max: Duration::from_secs(1),
+            overloaded_min: Duration::from_secs(10),
         }
     }
 }
 
 impl RetryPolicy {
     /// Polling something on this node (a file, the local API server): quick,
-    /// because the critical path starts the moment it is there.
+    /// because the critical path starts the moment it is there; a poll is a
+    /// stat or a request on a kept-alive loopback connection.
     pub(crate) fn local_poll() -> Self {
         RetryPolicy {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(250),
-            refused_max: Duration::from_millis(250),
+            initial: Duration::from_millis(25),
+            max: Duration::from_millis(50),
+            refused_max: Duration::from_millis(50),
+            overloaded_min: Duration::ZERO,
             ..RetryPolicy::default()
         }
     }
@@ -71,7 +78,12 @@ impl RetryPolicy {
         };
         let base = self.initial.mul_f64(exp).min(cap);
         let spread = 1.0 + self.jitter * (2.0 * random_unit() - 1.0);
-        base.mul_f64(spread).min(cap)
+        let delay = base.mul_f64(spread).min(cap);
+        if hint.overloaded {
+            delay.max(self.overloaded_min)
+        } else {
+            delay
+        }
     }
 }
 
@@ -86,6 +98,8 @@ pub(crate) struct Retry {
     pub(crate) after: Option<Duration>,
     /// The connection was refused: nobody is listening yet.
     pub(crate) refused: bool,
+    /// The server answered that it is overloaded.
+    pub(crate) overloaded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,6 +116,7 @@ impl Verdict {
         Verdict::Retry(Retry {
             refused: is_refused(err),
             after: None,
+            overloaded: false,
         })
     }
 }
@@ -257,11 +272,30 @@ mod tests {
     }
 
     #[test]
+    fn an_overloaded_server_is_never_retried_sooner_than_the_floor() {
+        let p = RetryPolicy::default();
+        let overloaded = Retry {
+            overloaded: true,
+            ..Retry::default()
+        };
+        for failed in 1..8 {
+            assert!(p.delay(failed, &overloaded) >= Duration::from_secs(10));
+        }
+        // Its own word wins, even when shorter.
+        let told = Retry {
+            after: Some(Duration::from_secs(2)),
+            ..overloaded
+        };
+        assert!(p.delay(1, &told) < Duration::from_secs(3));
+    }
+
+    #[test]
     fn refused_connections_are_probed_quickly() {
         let p = RetryPolicy::default();
         let d = p.delay(
             30,
             &Retry {
+                overloaded: false,
                 refused: true,
                 after: None,
             },
@@ -276,6 +310,7 @@ mod tests {
             1,
             &Retry {
                 after: Some(Duration::from_secs(7)),
+                overloaded: false,
                 refused: false,
             },
         );
@@ -287,6 +322,7 @@ mod tests {
             1,
             &Retry {
                 after: Some(Duration::from_secs(86400)),
+                overloaded: false,
                 refused: false,
             },
         );

@@ -39,6 +39,7 @@ pub struct Recorded {
     pub method: Method,
     pub path: String,
     pub body: Option<Value>,
+    pub at: std::time::Instant,
 }
 
 struct ScriptedFault {
@@ -272,6 +273,7 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
             method: method.clone(),
             path: path.clone(),
             body: body.clone(),
+            at: std::time::Instant::now(),
         });
         c.take_fault(&method, &path)
     };
@@ -341,6 +343,42 @@ fn route(
                 (500, Value::String("[-]poststarthook/rbac/bootstrap-roles failed: not finished\nreadyz check failed\n".into()))
             }
         }
+        ("GET", ["version"]) => (
+            200,
+            json!({"major": "1", "minor": "31", "gitVersion": "v1.31.4+k3s1", "platform": "linux/amd64"}),
+        ),
+        ("GET", ["api"]) => (
+            200,
+            json!({"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
+        ),
+        ("GET", ["apis"]) => (
+            200,
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+            "name": "coordination.k8s.io",
+            "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"}}]}),
+        ),
+        ("GET", ["api", "v1"]) => (
+            200,
+            resource_list(
+                "v1",
+                &[
+                    ("namespaces", "Namespace", false, "ns"),
+                    ("secrets", "Secret", true, ""),
+                ],
+            ),
+        ),
+        ("GET", ["apis", "coordination.k8s.io", "v1"]) => (
+            200,
+            resource_list("coordination.k8s.io/v1", &[("leases", "Lease", true, "")]),
+        ),
+        ("GET", ["openapi", "v3"]) => (
+            200,
+            json!({"paths": {
+            "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=0"}}}),
+        ),
+        ("GET", ["openapi", "v3", "api", "v1"]) => (200, openapi_v1()),
         ("POST", ["api", "v1", "namespaces"]) => {
             let Some(obj) = checked_body(raw, body, "Namespace", None) else {
                 return bad_request();
@@ -489,6 +527,50 @@ fn route(
             ),
         ),
     }
+}
+
+/// Legacy discovery (`metav1.APIResourceList`): what kubectl reads to map
+/// kinds to resources.
+fn resource_list(group_version: &str, resources: &[(&str, &str, bool, &str)]) -> Value {
+    let resources: Vec<Value> = resources
+        .iter()
+        .map(|(name, kind, namespaced, short)| {
+            json!({"name": name, "singularName": kind.to_lowercase(), "namespaced": namespaced,
+                   "kind": kind, "shortNames": if short.is_empty() { vec![] } else { vec![*short] },
+                   "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+        })
+        .collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+}
+
+/// The OpenAPI v3 document of `api/v1`, reduced to what `kubectl apply`
+/// looks for: the paths it writes to, which accept `fieldValidation` (so
+/// kubectl leaves validation to the server), and the two kinds' schemas.
+fn openapi_v1() -> Value {
+    let params = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}]);
+    let op = |kind: &str| {
+        json!({"parameters": params, "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
+               "responses": {"200": {"description": "OK"}}})
+    };
+    let schema = |kind: &str| {
+        json!({"type": "object", "x-kubernetes-group-version-kind": [{"group": "", "version": "v1", "kind": kind}],
+               "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                              "metadata": {"type": "object"}, "data": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+                              "type": {"type": "string"}, "spec": {"type": "object"}, "status": {"type": "object"}}})
+    };
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.31.4+k3s1"},
+        "paths": {
+            "/api/v1/namespaces": {"post": op("Namespace")},
+            "/api/v1/namespaces/{name}": {"get": op("Namespace"), "put": op("Namespace"), "patch": op("Namespace")},
+            "/api/v1/namespaces/{namespace}/secrets": {"post": op("Secret")},
+            "/api/v1/namespaces/{namespace}/secrets/{name}": {"get": op("Secret"), "put": op("Secret"), "patch": op("Secret")},
+        },
+        "components": {"schemas": {"io.k8s.api.core.v1.Namespace": schema("Namespace"),
+                                    "io.k8s.api.core.v1.Secret": schema("Secret")}},
+    })
 }
 
 fn bad_request() -> (u16, Value) {

@@ -151,6 +151,9 @@ async fn accept(
 pub struct ClientCertified(pub bool);
 
 async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, handler: Handler) {
+    // As Go's net/http (the API server, catalyst-api) does: without it, an
+    // answer written in two segments waits for the client's delayed ACK.
+    let _ = tcp.set_nodelay(true);
     let Ok(stream) = acceptor.accept(tcp).await else {
         return;
     };

@@ -202,6 +202,7 @@ deadline: 60s
 retry:
   initial_delay: 50ms
   max_delay: 400ms
+  overloaded_delay: 50ms
 ",
             url = self.catalyst.url(),
             kubeconfig = self.kubeconfig_path().display(),
@@ -215,15 +216,22 @@ retry:
     /// The agent's command line against this sandbox, with a clean
     /// environment (no proxy, no credentials directory, no journal).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(agent_binary());
+        let mut cmd = Command::from(self.std_command(args));
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// The same, for callers that reap the process themselves (the
+    /// benchmark, which needs its rusage).
+    pub fn std_command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(agent_binary());
         cmd.arg("--config").arg(self.config_path()).args(args);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NOTIFY_SOCKET", self.notify.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stdin(Stdio::null());
         cmd
     }
 

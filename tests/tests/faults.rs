@@ -350,7 +350,7 @@ const CASES: &[Case] = &[
         },
         exit: Some(0),
         says: "",
-        outcome: "waits (probing every ≤ 250 ms), then does the job",
+        outcome: "waits (probing every ≤ 50 ms), then does the job",
         resume: None,
     },
     Case {

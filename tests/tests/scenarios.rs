@@ -286,7 +286,13 @@ async fn rejected_token_exits_77_after_one_request() {
             "the seed does not depend on the PUT"
         );
         assert!(!sb.state_dir().join("done").exists());
-        assert!(sb.notify.statuses().last().unwrap().contains("failed"));
+        assert!(
+            sb.notify
+                .statuses()
+                .last()
+                .unwrap()
+                .starts_with("Failed (exit 77)")
+        );
         sb.assert_no_leaks(&[&out.stderr]);
     }
 }

@@ -24,7 +24,7 @@ fn fakes() -> (tokio::runtime::Runtime, Sandbox) {
 fn node_config(sb: &Sandbox, ca_path: &str) -> String {
     format!(
         "deployment_id: \"{DEPLOYMENT_ID}\"\ncatalyst_api_url: {}\npublic_address: {PUBLIC_ADDRESS}\nca_bundle: {ca_path}\n\
-         retry:\n  initial_delay: 200ms\n  max_delay: 1s\n",
+         retry:\n  initial_delay: 200ms\n  max_delay: 1s\n  overloaded_delay: 200ms\n",
         sb.catalyst.url()
     )
 }
@@ -277,7 +277,7 @@ fn boot_with_cloud_init(
     std::fs::write(dropins.join("ca.pem"), &sb.pki.ca_pem).unwrap();
     std::fs::write(
         dropins.join("50-test.yaml"),
-        "ca_bundle: /etc/catalyst-bootstrap/config.d/ca.pem\nretry:\n  initial_delay: 200ms\n  max_delay: 1s\n",
+        "ca_bundle: /etc/catalyst-bootstrap/config.d/ca.pem\nretry:\n  initial_delay: 200ms\n  max_delay: 1s\n  overloaded_delay: 200ms\n",
     )
     .unwrap();
     std::fs::write(dirs.path().join("k3s.yaml"), sb.api.kubeconfig()).unwrap();

@@ -1,0 +1,412 @@
+//! `bench/run` (or `cargo run --release -p catalyst-bootstrap-tests --bin
+//! bench`): the agent against the shell it replaces (`bench/baseline.sh`),
+//! on the same fakes, alternating A B A B. Writes `bench/results.json` and
+//! `bench/results.md` and prints the table. `--quick` is the smoke version
+//! the test suite runs: one iteration, short outages, nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use catalyst_bootstrap_tests::catalyst::Step;
+use catalyst_bootstrap_tests::sandbox::{
+    DEPLOYMENT_ID, PUBLIC_ADDRESS, Sandbox, Start, agent_binary,
+};
+use catalyst_bootstrap_tests::ship::root;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Agent,
+    Shell,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Agent => "agent",
+            Tool::Shell => "shell",
+        }
+    }
+}
+
+/// One finished run of a tool.
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: u64,
+}
+
+/// Starts `tool` against the sandbox; the caller reaps it with [`reap`].
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4 in reap(), for the rusage std's Child::wait does not give"
+)]
+fn spawn(tool: Tool, sb: &Sandbox) -> (u32, Instant) {
+    let mut cmd = match tool {
+        Tool::Agent => sb.std_command(&["run"]),
+        Tool::Shell => {
+            let port = sb.api.addr().port();
+            let mut cmd = Command::new("sh");
+            cmd.arg(root().join("bench/baseline.sh"))
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                // A node at first boot: no kubectl cache yet.
+                .env("HOME", sb.path("home"))
+                .env("KUBECONFIG", sb.kubeconfig_path())
+                .env("LOCAL_SERVER", format!("https://127.0.0.1:{port}"))
+                .env("PUBLIC_SERVER", format!("https://{PUBLIC_ADDRESS}:{port}"))
+                .env("CATALYST_API_URL", sb.catalyst.url())
+                .env("CURL_CA_BUNDLE", sb.path("ca.pem"))
+                .env("DEPLOYMENT_ID", DEPLOYMENT_ID)
+                .env("TOKEN", &sb.token)
+                .stdin(Stdio::null());
+            cmd
+        }
+    };
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawning the tool");
+    (child.id(), start)
+}
+
+/// Waits for `pid` and reads its resource usage, which includes every
+/// process it waited for (kubectl, curl).
+fn reap(pid: u32, start: Instant) -> (i32, Measured) {
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet reaped; both pointers are valid.
+    let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid as i32, "wait4");
+    let wall = start.elapsed();
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (
+        code,
+        Measured {
+            wall,
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+            max_rss_kib: usage.ru_maxrss as u64,
+        },
+    )
+}
+
+async fn run_to_end(tool: Tool, sb: &Sandbox) -> Measured {
+    let (pid, start) = spawn(tool, sb);
+    let (code, m) = tokio::task::spawn_blocking(move || reap(pid, start))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{} failed", tool.name());
+    assert!(sb.seed_secret().is_some(), "{}: no seed", tool.name());
+    assert!(
+        sb.catalyst.stored(DEPLOYMENT_ID).is_some(),
+        "{}: no kubeconfig",
+        tool.name()
+    );
+    m
+}
+
+/// When catalyst-api stored the kubeconfig.
+fn captured_at(sb: &Sandbox) -> Instant {
+    sb.catalyst
+        .requests()
+        .iter()
+        .find(|p| p.status == Some(204))
+        .expect("a 204")
+        .at
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A sandbox with production retry settings: the benchmark measures the
+/// agent as shipped, not the tests' fast timings.
+fn sandbox(start: Start) -> Sandbox {
+    let sb = Sandbox::with(start);
+    sb.write_config("retry:\n  initial_delay: 1s\n  max_delay: 60s\n  overloaded_delay: 10s\n");
+    sb
+}
+
+async fn healthy(runs: usize) -> Value {
+    let mut rows = json!({});
+    let mut samples: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();
+    for i in 0..runs * 2 {
+        let tool = if i % 2 == 0 { Tool::Agent } else { Tool::Shell };
+        let sb = sandbox(Start::DEFAULT);
+        let m = run_to_end(tool, &sb).await;
+        let s = &mut samples[i % 2];
+        s.0.push(ms(m.wall));
+        s.1.push(ms(m.cpu));
+        s.2.push(m.max_rss_kib as f64 / 1024.0);
+    }
+    for (k, tool) in [Tool::Agent, Tool::Shell].iter().enumerate() {
+        let (wall, cpu, rss) = samples[k].clone();
+        rows[tool.name()] = json!({
+            "wall_ms": median(wall.clone()), "cpu_ms": median(cpu.clone()),
+            "peak_rss_mib": median(rss.clone()),
+            "samples": {"wall_ms": wall, "cpu_ms": cpu, "peak_rss_mib": rss},
+        });
+    }
+    rows
+}
+
+async fn critical_path(runs: usize) -> Value {
+    let mut samples: [Vec<f64>; 2] = Default::default();
+    for i in 0..runs * 2 {
+        let tool = if i % 2 == 0 { Tool::Agent } else { Tool::Shell };
+        let sb = sandbox(Start {
+            api_ready: false,
+            ..Start::DEFAULT
+        });
+        let (pid, start) = spawn(tool, &sb);
+        // Both are polling by now.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let ready = Instant::now();
+        sb.api.set_ready(true);
+        let (code, _) = tokio::task::spawn_blocking(move || reap(pid, start))
+            .await
+            .unwrap();
+        assert_eq!(code, 0, "{} failed", tool.name());
+        samples[i % 2].push(ms(captured_at(&sb) - ready));
+    }
+    json!({
+        "agent": {"ms": median(samples[0].clone()), "samples": samples[0]},
+        "shell": {"ms": median(samples[1].clone()), "samples": samples[1]},
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Outage {
+    /// Connection refused.
+    Unreachable,
+    /// `503` with a JSON error, no `Retry-After`.
+    Overloaded,
+}
+
+async fn outage(tool: Tool, kind: Outage, span: Duration) -> Value {
+    let sb = sandbox(Start::DEFAULT);
+    match kind {
+        Outage::Unreachable => sb.catalyst.set_up(false),
+        Outage::Overloaded => sb
+            .catalyst
+            .script((0..100_000).map(|_| Step::error(503, "write-failed"))),
+    }
+    let (pid, start) = spawn(tool, &sb);
+    tokio::time::sleep(span).await;
+    let recovered = Instant::now();
+    let during = sb.catalyst.requests().len();
+    match kind {
+        Outage::Unreachable => sb.catalyst.set_up(true),
+        Outage::Overloaded => sb.catalyst.clear_script(),
+    }
+    let (code, _) = tokio::task::spawn_blocking(move || reap(pid, start))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{} failed after the outage", tool.name());
+    json!({
+        "requests_during": match kind {
+            // Refused connections never reach the server to be counted.
+            Outage::Unreachable => Value::Null,
+            Outage::Overloaded => json!(during),
+        },
+        "capture_after_recovery_ms": ms(captured_at(&sb).saturating_duration_since(recovered)),
+    })
+}
+
+async fn outages(spans: &[u64]) -> Value {
+    let mut rows = Vec::new();
+    for (kind, name) in [
+        (Outage::Unreachable, "unreachable"),
+        (Outage::Overloaded, "overloaded (503)"),
+    ] {
+        for &secs in spans {
+            let span = Duration::from_secs(secs);
+            let agent = outage(Tool::Agent, kind, span).await;
+            let shell = outage(Tool::Shell, kind, span).await;
+            rows.push(json!({"kind": name, "seconds": secs, "agent": agent, "shell": shell}));
+        }
+    }
+    Value::Array(rows)
+}
+
+/// Size of the shipped static binary and its start-up to first request.
+async fn binary(runs: usize) -> Value {
+    let path = agent_binary();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut startup = Vec::new();
+    for _ in 0..runs {
+        let sb = sandbox(Start::DEFAULT);
+        let (pid, start) = spawn(Tool::Agent, &sb);
+        let _ = tokio::task::spawn_blocking(move || reap(pid, start)).await;
+        let first = sb.api.requests().first().expect("a request").at;
+        startup.push(ms(first - start));
+    }
+    json!({"path": path.display().to_string(), "size_bytes": size, "startup_to_first_request_ms": median(startup)})
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kubectl = Command::new("kubectl")
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+        .and_then(|v| {
+            v["clientVersion"]["gitVersion"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    json!({"cores": cores, "model": model, "kubectl": kubectl})
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if a > 0.0 { b / a } else { 0.0 }
+}
+
+fn markdown(r: &Value) -> String {
+    let h = &r["healthy"];
+    let (a, s) = (&h["agent"], &h["shell"]);
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let mut out = format!(
+        "Taken {} on commit {}; {} cores, {}; kubectl {}. Medians of {} runs each, alternating.\n\n",
+        r["date"].as_str().unwrap_or(""),
+        r["commit"].as_str().unwrap_or(""),
+        r["machine"]["cores"],
+        r["machine"]["model"].as_str().unwrap_or(""),
+        r["machine"]["kubectl"].as_str().unwrap_or(""),
+        r["runs"],
+    );
+    out += "| measure | agent | shell | shell ÷ agent | target |\n|---|---|---|---|---|\n";
+    out += &format!(
+        "| healthy path, wall | {:.0} ms | {:.0} ms | {:.1}× | ≥ 10× |\n",
+        f(&a["wall_ms"]),
+        f(&s["wall_ms"]),
+        ratio(f(&a["wall_ms"]), f(&s["wall_ms"]))
+    );
+    out += &format!(
+        "| healthy path, CPU | {:.0} ms | {:.0} ms | {:.1}× | ≥ 10× |\n",
+        f(&a["cpu_ms"]),
+        f(&s["cpu_ms"]),
+        ratio(f(&a["cpu_ms"]), f(&s["cpu_ms"]))
+    );
+    out += &format!(
+        "| healthy path, peak RSS (largest process) | {:.1} MiB | {:.1} MiB | {:.1}× | agent ≤ 15 MiB |\n",
+        f(&a["peak_rss_mib"]),
+        f(&s["peak_rss_mib"]),
+        ratio(f(&a["peak_rss_mib"]), f(&s["peak_rss_mib"]))
+    );
+    let c = &r["critical_path"];
+    out += &format!(
+        "| critical path: `/readyz` ok → kubeconfig captured | {:.0} ms | {:.0} ms | {:.1}× | agent < 100 ms |\n",
+        f(&c["agent"]["ms"]),
+        f(&c["shell"]["ms"]),
+        ratio(f(&c["agent"]["ms"]), f(&c["shell"]["ms"]))
+    );
+    for row in r["outages"].as_array().into_iter().flatten() {
+        let (ra, rs) = (&row["agent"], &row["shell"]);
+        let requests = |v: &Value| match v["requests_during"].as_u64() {
+            Some(n) => format!("{n} requests, "),
+            None => String::new(),
+        };
+        let target = if row["kind"] == "unreachable" {
+            "agent captures < 1 s after recovery"
+        } else {
+            "agent sends ≤ shell's requests"
+        };
+        out += &format!(
+            "| catalyst-api {} for {} s | {}captured {:.0} ms after recovery | {}captured {:.0} ms after recovery | | {target} |\n",
+            row["kind"].as_str().unwrap_or(""),
+            row["seconds"],
+            requests(ra),
+            f(&ra["capture_after_recovery_ms"]),
+            requests(rs),
+            f(&rs["capture_after_recovery_ms"]),
+        );
+    }
+    let b = &r["binary"];
+    out += &format!(
+        "| static binary | {:.2} MiB, first request {:.0} ms after exec | | | |\n",
+        f(&b["size_bytes"]) / 1048576.0,
+        f(&b["startup_to_first_request_ms"])
+    );
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runs = if quick { 1 } else { 5 };
+    let spans: &[u64] = if quick { &[1] } else { &[5, 30, 120] };
+    eprintln!("bench: agent {}", agent_binary().display());
+    eprintln!("bench: healthy path, {runs} runs each");
+    let healthy = healthy(runs).await;
+    eprintln!("bench: critical path, {runs} runs each");
+    let critical = critical_path(runs).await;
+    eprintln!("bench: catalyst-api outages of {spans:?} s");
+    let outages = outages(spans).await;
+    let binary = binary(runs).await;
+    let results = json!({
+        "date": jiff_date(),
+        "commit": commit(),
+        "machine": machine(),
+        "runs": runs,
+        "healthy": healthy,
+        "critical_path": critical,
+        "outages": outages,
+        "binary": binary,
+    });
+    let table = markdown(&results);
+    println!("{table}");
+    if !quick {
+        let dir: PathBuf = root().join("bench");
+        write(&dir.join("results.json"), &format!("{results:#}\n"));
+        write(&dir.join("results.md"), &table);
+    }
+}
+
+fn jiff_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}

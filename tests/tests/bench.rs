@@ -1,0 +1,25 @@
+//! The benchmark's smoke run: one iteration of every measurement, so the
+//! benchmark cannot rot. Its numbers are not judged here (targets are met
+//! in `bench/run`, not asserted in timed tests); that it runs, that both
+//! tools do the whole job, and that it reports every row are.
+
+use catalyst_bootstrap_tests::ship::{require, run};
+
+#[test]
+fn benchmark_smoke_runs_both_tools_through_every_measurement() {
+    require("kubectl", "kubernetes-client (or the machine's kubectl)");
+    require("curl", "curl");
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_bench")).arg("--quick"));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "| healthy path, wall |",
+        "| healthy path, CPU |",
+        "| healthy path, peak RSS",
+        "| critical path:",
+        "| catalyst-api unreachable for 1 s |",
+        "| catalyst-api overloaded (503) for 1 s |",
+        "| static binary |",
+    ] {
+        assert!(table.contains(row), "{row:?} missing from:\n{table}");
+    }
+}
