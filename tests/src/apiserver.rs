@@ -182,6 +182,18 @@ users:
         c.objects.insert(path.to_string(), object);
     }
 
+    /// An Opaque Secret with `data` (values already base64), and its
+    /// namespace, as if a peer or an earlier run had created them.
+    pub fn insert_secret(&self, namespace: &str, name: &str, data: Value) {
+        self.insert_namespace(namespace);
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace}, "data": data});
+        self.insert(
+            &format!("/api/v1/namespaces/{namespace}/secrets/{name}"),
+            secret,
+        );
+    }
+
     /// An Active namespace, as if someone had created it earlier.
     pub fn insert_namespace(&self, name: &str) {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}});

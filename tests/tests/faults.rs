@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 const NAMESPACES: &str = "/api/v1/namespaces";
 const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
 const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
-const MARKER: &str = "/api/v1/namespaces/openbao/secrets/openbao-init-marker";
 const SHORT_DEADLINE: &str = "deadline: 3s\nretry:\n  initial_delay: 100ms\n  max_delay: 400ms\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,13 +485,8 @@ const CASES: &[Case] = &[
         fault: "the seed Secret exists without the `recovery-seed` key",
         start: Start::DEFAULT,
         setup: |sb| {
-            sb.api.insert_namespace("openbao");
-            sb.api.insert(
-                SEED,
-                json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": "openbao-recovery-seed", "namespace": "openbao"},
-                "data": {"other": "eA=="}}),
-            );
+            sb.api
+                .insert_secret("openbao", "openbao-recovery-seed", json!({"other": "eA=="}))
         },
         drive: Drive::Run,
         exit: Some(65),
@@ -506,11 +500,10 @@ const CASES: &[Case] = &[
         fault: "`openbao-init-marker` exists (OpenBao initialised)",
         start: Start::DEFAULT,
         setup: |sb| {
-            sb.api.insert(
-                MARKER,
-                json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "openbao-init-marker", "namespace": "openbao"},
-                "data": {"initialised-at": "MjAyNi0wMS0wMQ=="}}),
+            sb.api.insert_secret(
+                "openbao",
+                "openbao-init-marker",
+                json!({"initialised-at": "MjAyNi0wMS0wMQ=="}),
             );
         },
         drive: Drive::Run,
@@ -801,12 +794,10 @@ const CASES: &[Case] = &[
         setup: |sb| {
             std::fs::create_dir_all(sb.state_dir()).unwrap();
             std::fs::write(sb.state_dir().join("state.json"), "{\"version\": 1, \"dep").unwrap();
-            sb.api.insert_namespace("openbao");
-            sb.api.insert(
-                SEED,
-                json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": "openbao-recovery-seed", "namespace": "openbao"},
-                "data": {"recovery-seed": "c2VlZC1mcm9tLXRoZS1lYXJsaWVyLXJ1bi0wMDAwMDAwMDAwMDA="}}),
+            sb.api.insert_secret(
+                "openbao",
+                "openbao-recovery-seed",
+                json!({"recovery-seed": "c2VlZC1mcm9tLXRoZS1lYXJsaWVyLXJ1bi0wMDAwMDAwMDAwMDA="}),
             );
         },
         drive: Drive::Run,

@@ -13,7 +13,6 @@ use http::Method;
 use serde_json::{Value, json};
 
 const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
-const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
 const MARKER: &str = "/api/v1/namespaces/openbao/secrets/openbao-init-marker";
 
 fn assert_exit(out: &Finished, code: i32) {
@@ -353,13 +352,11 @@ async fn not_found_is_retried_and_logged_loudly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_seed_is_kept_byte_for_byte() {
     let sb = Sandbox::new();
-    sb.api.insert_namespace("openbao");
-    let theirs = json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": "openbao-recovery-seed", "namespace": "openbao"},
-        "data": {"recovery-seed": STANDARD.encode("a-peer-wrote-this-seed-before-us-000000000000")},
-    });
-    sb.api.insert(SEED, theirs);
+    sb.api.insert_secret(
+        "openbao",
+        "openbao-recovery-seed",
+        json!({"recovery-seed": STANDARD.encode("a-peer-wrote-this-seed-before-us-000000000000")}),
+    );
     let before = sb.seed_secret().unwrap();
     let out = sb.run().await;
     assert_exit(&out, 0);

@@ -139,7 +139,9 @@ fn ms(d: Duration) -> f64 {
 /// agent as shipped, not the tests' fast timings.
 fn sandbox(start: Start) -> Sandbox {
     let sb = Sandbox::with(start);
-    sb.write_config("retry:\n  initial_delay: 1s\n  max_delay: 60s\n  overloaded_delay: 10s\n");
+    sb.write_config(
+        "deadline: 30m\nretry:\n  initial_delay: 1s\n  max_delay: 60s\n  overloaded_delay: 10s\n",
+    );
     sb
 }
 
