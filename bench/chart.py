@@ -29,7 +29,8 @@ bars(axes[2], "peak RSS, largest process", "MiB", h["agent"]["peak_rss_mib"], h[
 
 ax = axes[3]
 rows = results["outages"]
-labels = [f"{r['kind'].split()[0]}\n{r['seconds']} s" for r in rows]
+short = {"unreachable": "refused", "overloaded (503)": "503"}
+labels = [f"{short.get(r['kind'], r['kind'])}\n{r['seconds']} s" for r in rows]
 xs = range(len(rows))
 ax.bar([x - 0.2 for x in xs], [r["agent"]["capture_after_recovery_ms"] / 1000 for r in rows], 0.4, color=colors[0], label="agent")
 ax.bar([x + 0.2 for x in xs], [r["shell"]["capture_after_recovery_ms"] / 1000 for r in rows], 0.4, color=colors[1], label="shell")

@@ -1026,16 +1026,22 @@ fn invariants(
         _ => assert!(!done || expected == Some(0), "{name}: marked done"),
     }
 
-    // The last STATUS= explains the outcome.
+    // The last STATUS= explains the outcome. The listener reads the socket
+    // on its own task: the agent's last datagram may still be in flight.
     if let Some(code) = expected {
-        let last = sb.notify.statuses().pop().unwrap_or_default();
-        let explains = match code {
+        let explains = |last: &str| match code {
             0 => last.starts_with("Done"),
             75 => last.starts_with("Stopping on"),
             code => last.starts_with(&format!("Failed (exit {code})")),
         };
+        let end = std::time::Instant::now() + Duration::from_secs(2);
+        let mut last = sb.notify.statuses().pop().unwrap_or_default();
+        while !explains(&last) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+            last = sb.notify.statuses().pop().unwrap_or_default();
+        }
         assert!(
-            explains,
+            explains(&last),
             "{name}: last STATUS does not explain exit {code}: {last:?}"
         );
     }

@@ -38,11 +38,16 @@ struct Measured {
 }
 
 /// Starts `tool` against the sandbox; the caller reaps it with [`reap`].
+fn spawn(tool: Tool, sb: &Sandbox) -> (u32, Instant) {
+    spawn_logged(tool, sb, None)
+}
+
+/// Like [`spawn`], keeping the tool's stderr in `log`.
 #[expect(
     clippy::zombie_processes,
     reason = "reaped by wait4 in reap(), for the rusage std's Child::wait does not give"
 )]
-fn spawn(tool: Tool, sb: &Sandbox) -> (u32, Instant) {
+fn spawn_logged(tool: Tool, sb: &Sandbox, log: Option<&Path>) -> (u32, Instant) {
     let mut cmd = match tool {
         Tool::Agent => sb.std_command(&["run"]),
         Tool::Shell => {
@@ -64,7 +69,10 @@ fn spawn(tool: Tool, sb: &Sandbox) -> (u32, Instant) {
             cmd
         }
     };
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdout(Stdio::null()).stderr(match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("creating the log")),
+        None => Stdio::null(),
+    });
     let start = Instant::now();
     let child = cmd.spawn().expect("spawning the tool");
     (child.id(), start)
@@ -209,7 +217,18 @@ async fn outage(tool: Tool, kind: Outage, span: Duration) -> Value {
             .catalyst
             .script((0..100_000).map(|_| Step::error(503, "write-failed"))),
     }
-    let (pid, start) = spawn(tool, &sb);
+    let logs = root().join("target/bench-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let kind_name = match kind {
+        Outage::Unreachable => "unreachable",
+        Outage::Overloaded => "overloaded",
+    };
+    let log = logs.join(format!(
+        "{kind_name}-{}s-{}.log",
+        span.as_secs(),
+        tool.name()
+    ));
+    let (pid, start) = spawn_logged(tool, &sb, Some(&log));
     tokio::time::sleep(span).await;
     let recovered = Instant::now();
     let during = sb.catalyst.requests().len();
