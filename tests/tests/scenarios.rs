@@ -1001,8 +1001,8 @@ async fn three_control_plane_nodes_write_one_seed_and_send_one_kubeconfig() {
     let sb = Sandbox::new();
     // The PUT outlasts the Lease three times over: only renewal keeps the
     // others from taking over.
-    sb.write_config("lease_duration: 1s\n");
-    sb.catalyst.script([Step::Delay(Duration::from_secs(3))]);
+    sb.write_config("lease_duration: 2s\n");
+    sb.catalyst.script([Step::Delay(Duration::from_secs(6))]);
     let nodes = ["cp-1", "cp-2", "cp-3"];
     let agents: Vec<_> = nodes.iter().map(|n| spawn_node(&sb, n)).collect();
     let mut outs = Vec::new();
