@@ -836,16 +836,17 @@ fn unmount(sb: &Sandbox) {
     run(std::process::Command::new("umount").arg(sb.state_dir()));
 }
 
-/// Unmounts a disk case's tmpfs even when the case fails (quietly: the
-/// resume step may have unmounted it already).
+/// Unmounts a disk case's tmpfs even when the case fails before its resume
+/// step did.
 struct Unmount<'a>(&'a Sandbox);
 
 impl Drop for Unmount<'_> {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.state_dir())
-            .stderr(std::process::Stdio::null())
-            .status();
+        let mounted = std::fs::read_to_string("/proc/self/mounts")
+            .is_ok_and(|m| m.contains(&format!(" {} ", self.0.state_dir().display())));
+        if mounted {
+            unmount(self.0);
+        }
     }
 }
 
