@@ -145,12 +145,12 @@ impl Job<'_> {
     ) -> anyhow::Result<(Claim, String)> {
         let what = format!("claiming Lease kube-system/{}", lease::NAME);
         let claim = coordinator
-            .claim(deadline, &self.reporter(Phase::Lease, &what), |holder| {
+            .claim(deadline, &self.reporter(Phase::Lease, &what), |holder, duration| {
                 let text = format!(
                     "control-plane node {holder} holds Lease kube-system/{}; waiting for it to finish \
                      (or to stop renewing for {}s)",
                     lease::NAME,
-                    self.config.lease_duration.as_secs()
+                    duration.as_secs()
                 );
                 tracing::info!("{text}");
                 self.notifier.phase(Phase::Lease.name(), text, None);

@@ -55,9 +55,10 @@ enum Round {
         node: String,
         at: String,
     },
-    /// Someone else holds it and renews it.
+    /// Someone else holds it and renews it, for `duration` at a time.
     Wait {
         holder: String,
+        duration: Duration,
     },
     /// Someone else changed it between our read and our write: look again.
     Raced,
@@ -103,7 +104,7 @@ impl Coordinator<'_> {
         &self,
         deadline: Instant,
         progress: &dyn Progress,
-        waiting: impl Fn(&str),
+        waiting: impl Fn(&str, Duration),
     ) -> anyhow::Result<Claim> {
         // The Lease's resourceVersion and when this node first saw it.
         let seen: Mutex<Option<(String, Instant)>> = Mutex::new(None);
@@ -118,9 +119,9 @@ impl Coordinator<'_> {
                 Round::Held(lease) => return Ok(Claim::Held(Box::new(Held(Mutex::new(*lease))))),
                 Round::DoneBy { node, at } => return Ok(Claim::DoneBy { node, at }),
                 Round::Raced => continue,
-                Round::Wait { holder } => {
+                Round::Wait { holder, duration } => {
                     if announced.as_deref() != Some(holder.as_str()) {
-                        waiting(&holder);
+                        waiting(&holder, duration);
                         announced = Some(holder);
                     }
                     let poll = self.poll();
@@ -178,6 +179,7 @@ impl Coordinator<'_> {
         match holder(&lease) {
             Some(h) if h != self.node && !expired => Ok(Round::Wait {
                 holder: h.to_string(),
+                duration,
             }),
             previous => {
                 if let Some(p) = previous.filter(|p| *p != self.node) {
