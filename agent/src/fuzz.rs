@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 
 use crate::config::{PublicAddress, from_text};
-use crate::kubeconfig::{MAX_BYTES, rewrite};
+use crate::kubeconfig::{MAX_BYTES, parse, rewrite};
 use crate::retry::Classify;
 
 /// Any text as a configuration file: parsed or refused with a message that
@@ -24,14 +24,14 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// Any text as k3s's kubeconfig: when it parses, the rewrite either
+/// Any text as k3s's kubeconfig: when the agent accepts it, the rewrite either
 /// refuses or produces YAML that parses back with every loopback server
 /// pointed at the public address.
 pub fn kubeconfig(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(kc) = kube::config::Kubeconfig::from_yaml(text) else {
+    let Ok(kc) = parse(text) else {
         return;
     };
     for public in [

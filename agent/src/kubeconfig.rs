@@ -70,10 +70,9 @@ pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
         .take(MAX_BYTES as u64 + 1)
         .read_to_string(&mut text)
         .map_err(|e| unusable(format!("cannot read it as UTF-8 text: {e}")))?;
-    let reason = match Kubeconfig::from_yaml(&text) {
-        Ok(kc) if !kc.clusters.is_empty() => return Ok(kc),
-        Ok(_) => "it has no clusters".to_string(),
-        Err(e) => without_content(&e.to_string()),
+    let reason = match parse(&text) {
+        Ok(kc) => return Ok(kc),
+        Err(reason) => reason,
     };
     let age = meta
         .modified()
@@ -86,6 +85,34 @@ pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
         });
     }
     Err(unusable(reason))
+}
+
+/// Parses the text as a kubeconfig clients can load, or says why not in
+/// words that never quote the text.
+pub(crate) fn parse(text: &str) -> Result<Kubeconfig, String> {
+    let kc = Kubeconfig::from_yaml(text).map_err(|e| without_content(&e.to_string()))?;
+    if kc.clusters.is_empty() {
+        return Err("it has no clusters".to_string());
+    }
+    // client-go (kubectl, catalyst-api's clients) refuses a file in which a
+    // name repeats, and which entry is meant cannot be known either.
+    let lists = [
+        (
+            "cluster",
+            kc.clusters.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        ),
+        ("user", kc.auth_infos.iter().map(|u| &u.name).collect()),
+        ("context", kc.contexts.iter().map(|c| &c.name).collect()),
+    ];
+    for (kind, names) in lists {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = names.into_iter().find(|name| !seen.insert(*name)) {
+            return Err(format!(
+                "the {kind} name {twice:?} appears more than once; kubectl refuses such a file"
+            ));
+        }
+    }
+    Ok(kc)
 }
 
 /// A parse error reduced to where and what: the YAML parser quotes the
@@ -385,6 +412,55 @@ users:
             let msg = read(&path).unwrap_err().to_string();
             assert!(!msg.contains(key), "the error quotes the file: {msg}");
             assert!(msg.contains("is not a usable kubeconfig"), "{msg}");
+        }
+    }
+
+    /// Found by `cargo fuzz` (kubeconfig target): with a repeated cluster
+    /// name, the rewritten entry and the one a client picks can differ.
+    #[test]
+    fn repeated_names_are_refused_naming_them() {
+        let crash = "apiVers-on: v1
+kind: Config
+clusters:
+- name: a
+  cluster: {server: \"https://[::1]:6443/prefix\", insecuretsk-lip-s-verify: false}
+- name: b
+  cluster: {server: \"hrefix\", insecuretsk-lip-s-verify: false}
+- name: b
+  cluster: {server: \"https://localhost\"}
+- name: c
+  cluster: {server: \"https://10.0.0.1:6443\", tls-server-name: other}
+- name: d
+  clust: []
+contexts: []
+";
+        let err = parse(crash).unwrap_err();
+        assert!(
+            err.contains("cluster name \"b\" appears more than once"),
+            "{err}"
+        );
+        assert!(parse(K3S).is_ok());
+        for (kind, repeated) in [
+            (
+                "user",
+                K3S.replace(
+                    "- name: default\n  user:",
+                    "- name: default\n  user: {}\n- name: default\n  user:",
+                ),
+            ),
+            (
+                "context",
+                K3S.replace(
+                    "current-context",
+                    "- name: default\n  context: {cluster: default}\ncurrent-context",
+                ),
+            ),
+        ] {
+            let err = parse(&repeated).unwrap_err();
+            assert!(
+                err.contains(&format!("{kind} name \"default\" appears")),
+                "{kind}: {err}"
+            );
         }
     }
 

@@ -572,15 +572,27 @@ async fn kubeconfig_missing_at_the_deadline_exits_69_naming_the_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_kubeconfigs_exit_65() {
     let settled = std::time::SystemTime::now() - Duration::from_secs(30);
-    for (content, expect) in [
-        ("this: [is not\n".to_string(), "is not a usable kubeconfig"),
+    // kubectl refuses a repeated name; so does the agent, naming it.
+    let twice = |k3s: String| {
+        let twice = k3s.replacen(
+            "clusters:\n",
+            "clusters:\n- name: default\n  cluster: {server: https://10.0.0.1:6443}\n",
+            1,
+        );
+        assert_ne!(twice, k3s, "the fake's kubeconfig has a clusters list");
+        twice
+    };
+    let cases: [(&dyn Fn(String) -> String, &str); 3] = [
+        (&twice, "cluster name \"default\" appears more than once"),
+        (&|_| "this: [is not\n".into(), "is not a usable kubeconfig"),
         (
-            "apiVersion: v1\nkind: Config\nclusters: []\n".to_string(),
+            &|_| "apiVersion: v1\nkind: Config\nclusters: []\n".into(),
             "it has no clusters",
         ),
-    ] {
+    ];
+    for (content, expect) in cases {
         let sb = Sandbox::new();
-        std::fs::write(sb.kubeconfig_path(), content).unwrap();
+        std::fs::write(sb.kubeconfig_path(), content(sb.api.kubeconfig())).unwrap();
         std::fs::File::options()
             .write(true)
             .open(sb.kubeconfig_path())
