@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod catalyst;
 pub mod container;
 pub mod http;
+pub mod journal;
 pub mod memory;
 pub mod notify;
 pub mod pki;

@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 
 use crate::apiserver::FakeApiServer;
 use crate::catalyst::FakeCatalystApi;
+use crate::journal::FakeJournal;
 use crate::notify::NotifyListener;
 use crate::pki::Pki;
 
@@ -85,6 +86,7 @@ pub struct Sandbox {
     pub api: FakeApiServer,
     pub catalyst: FakeCatalystApi,
     pub notify: NotifyListener,
+    pub journal: FakeJournal,
     pub token: String,
 }
 
@@ -136,12 +138,14 @@ impl Sandbox {
         let api = FakeApiServer::start(pki.clone(), start.api_up, start.api_ready);
         let catalyst = FakeCatalystApi::start(&pki, DEPLOYMENT_ID, &token);
         let notify = NotifyListener::bind(&dir.path().join("notify.sock"));
+        let journal = FakeJournal::start(&dir.path().join("run-systemd"));
         let sandbox = Sandbox {
             dir,
             pki,
             api,
             catalyst,
             notify,
+            journal,
             token,
         };
         std::fs::write(sandbox.path("ca.pem"), &sandbox.pki.ca_pem).unwrap();
@@ -239,6 +243,48 @@ retry:
         Agent::spawn(self.command(args))
     }
 
+    /// The agent as a systemd unit runs it: stderr is a journal stream
+    /// (`JOURNAL_STREAM` names it, systemd.exec(5)), so it logs natively to
+    /// `/run/systemd/journal/socket`, which in its private mount namespace
+    /// is this sandbox's journal. `binds` mounts more files over the
+    /// machine's (source, target). Root only. The agent's `stderr()` is then
+    /// what it wrote there plus its journal entries, one line each.
+    pub fn spawn_journaled(&self, args: &[&str], binds: &[(&Path, &str)]) -> Agent {
+        crate::ship::require_root();
+        std::fs::create_dir_all("/run/systemd").expect("creating /run/systemd");
+        let agent = self.std_command(args);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-ec"])
+            .arg(
+                "mount --bind \"$0\" /run/systemd
+                 while [ \"$1\" != -- ]; do mount --bind \"$1\" \"$2\"; shift 2; done
+                 shift
+                 JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)
+                 export JOURNAL_STREAM
+                 exec \"$@\"",
+            )
+            .arg(self.journal.dir());
+        for (source, target) in binds {
+            cmd.arg(source).arg(target);
+        }
+        cmd.arg("--")
+            .arg(agent.get_program())
+            .args(agent.get_args())
+            .env_clear();
+        for (key, value) in agent.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut agent = Agent::spawn(cmd);
+        agent.journal = Some(self.journal.clone());
+        agent
+    }
+
     /// Runs `catalyst-bootstrap run` to the end.
     pub async fn run(&self) -> Finished {
         self.spawn(&["run"]).finish().await
@@ -286,6 +332,15 @@ retry:
             "sd_notify messages".into(),
             self.notify.messages().join("\n"),
         ));
+        self.journal.sync();
+        haystacks.push((
+            "the journal".into(),
+            self.journal
+                .entries()
+                .iter()
+                .map(|e| e.line() + "\n")
+                .collect(),
+        ));
         if let Ok(entries) = std::fs::read_dir(self.state_dir()) {
             for entry in entries.flatten() {
                 let content = std::fs::read(entry.path()).unwrap_or_default();
@@ -318,13 +373,20 @@ pub struct Agent {
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    /// Set for `spawn_journaled`: its entries count as stderr.
+    journal: Option<FakeJournal>,
+    /// The PID, kept for the journal after the process is reaped.
+    pid: i32,
 }
 
 #[derive(Debug)]
 pub struct Finished {
     pub code: Option<i32>,
     pub stdout: String,
+    /// With `spawn_journaled`, its journal entries too, one line each.
     pub stderr: String,
+    /// How many entries it sent to the journal.
+    pub journal_entries: usize,
 }
 
 fn collect(
@@ -348,6 +410,7 @@ fn collect(
 impl Agent {
     pub fn spawn(mut cmd: Command) -> Agent {
         let mut child = cmd.spawn().expect("spawning the agent");
+        let pid = child.id().expect("a new child has a PID") as i32;
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let readers = vec![
@@ -359,15 +422,21 @@ impl Agent {
             stdout,
             stderr,
             readers,
+            journal: None,
+            pid,
         }
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id().expect("agent still running") as i32
+        self.pid
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        let mut text = self.stderr.lock().unwrap().clone();
+        if let Some(journal) = &self.journal {
+            text.push_str(&journal.text(self.pid));
+        }
+        text
     }
 
     pub fn signal(&self, signal: Signal) {
@@ -409,10 +478,19 @@ impl Agent {
         for r in self.readers.drain(..) {
             let _ = r.await;
         }
+        let journal_entries = self.journal.as_ref().map_or(0, |journal| {
+            journal.sync();
+            journal
+                .entries()
+                .iter()
+                .filter(|e| e.pid == self.pid)
+                .count()
+        });
         Finished {
             code: status.code(),
             stdout: self.stdout.lock().unwrap().clone(),
-            stderr: self.stderr.lock().unwrap().clone(),
+            stderr: self.stderr(),
+            journal_entries,
         }
     }
 }

@@ -109,6 +109,7 @@ async fn missing_file_and_missing_key() {
         code: out.status.code(),
         stdout: String::new(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
+        journal_entries: 0,
     };
     assert_refused(&sb, &out, &["absent.yaml does not exist"]);
 

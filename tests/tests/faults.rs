@@ -850,35 +850,25 @@ impl Drop for Unmount<'_> {
     }
 }
 
-/// The agent's command in a mount namespace whose /etc/resolv.conf points
-/// at a closed port on loopback.
-fn without_dns(sb: &Sandbox) -> tokio::process::Command {
-    require_root();
+/// The agent as systemd runs it, its journal captured: every run of the
+/// matrix is scanned for secrets in the journal too.
+fn spawn(sb: &Sandbox) -> Agent {
+    sb.spawn_journaled(&["run"], &[])
+}
+
+async fn run_agent(sb: &Sandbox) -> Finished {
+    spawn(sb).finish().await
+}
+
+/// The same, with /etc/resolv.conf naming a closed port on loopback.
+fn spawn_without_dns(sb: &Sandbox) -> Agent {
     let resolv = sb.path("resolv.conf");
     std::fs::write(
         &resolv,
         "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
     )
     .unwrap();
-    let agent = sb.command(&["run"]);
-    let std_cmd = agent.as_std();
-    let mut cmd = tokio::process::Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg("mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"")
-        .arg(&resolv)
-        .arg(std_cmd.get_program())
-        .args(std_cmd.get_args());
-    cmd.env_clear();
-    for (k, v) in std_cmd.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    sb.spawn_journaled(&["run"], &[(&resolv, "/etc/resolv.conf")])
 }
 
 /// Waits until `moment` holds for the sandbox and the agent's stderr.
@@ -897,22 +887,22 @@ async fn until(sb: &Sandbox, agent: &Agent, case: &Case, moment: fn(&Sandbox, &s
 
 async fn drive(sb: &Sandbox, case: &Case) -> Finished {
     match case.drive {
-        Drive::Run => sb.run().await,
-        Drive::NoDns => Agent::spawn(without_dns(sb)).finish().await,
+        Drive::Run => run_agent(sb).await,
+        Drive::NoDns => spawn_without_dns(sb).finish().await,
         Drive::Signal { ready, signal } => {
-            let agent = sb.spawn(&["run"]);
+            let agent = spawn(sb);
             until(sb, &agent, case, ready).await;
             agent.signal(signal);
             agent.finish().await
         }
         Drive::Heal { when, heal } => {
-            let agent = sb.spawn(&["run"]);
+            let agent = spawn(sb);
             until(sb, &agent, case, when).await;
             heal(sb);
             agent.finish().await
         }
         Drive::Flap { period, cycles } => {
-            let agent = sb.spawn(&["run"]);
+            let agent = spawn(sb);
             for i in 0..cycles {
                 sb.api.set_up(i % 2 == 1);
                 tokio::time::sleep(period).await;
@@ -921,14 +911,14 @@ async fn drive(sb: &Sandbox, case: &Case) -> Finished {
             agent.finish().await
         }
         Drive::Twin => {
-            let first = sb.spawn(&["run"]);
+            let first = spawn(sb);
             first
                 .wait_for_stderr(
                     Duration::from_secs(20),
                     stderr_has("sending the kubeconfig"),
                 )
                 .await;
-            let second = sb.run().await;
+            let second = run_agent(sb).await;
             assert_eq!(
                 second.code,
                 Some(75),
@@ -960,6 +950,10 @@ fn invariants(
     let name = case.name;
     let log = &out.stderr;
     assert_eq!(out.code, expected, "{name}: exit code; stderr:\n{log}");
+    assert!(
+        out.journal_entries > 0,
+        "{name}: nothing reached the journal; stderr:\n{log}"
+    );
 
     // The seed Secret: created at most once, never changed, never replaced.
     assert!(sb.api.creations(SEED) <= 1, "{name}: seed created twice");
@@ -1089,7 +1083,7 @@ async fn run_case(case: &Case) {
     }
     if let Some(resume) = case.resume {
         resume(&sb);
-        let again = sb.run().await;
+        let again = run_agent(&sb).await;
         invariants(&sb, case, &again, Some(0), &mut seed);
         assert!(
             sb.seed_secret().is_some(),
@@ -1130,6 +1124,19 @@ async fn catalyst_api_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_faults() {
     run_area(Area::Disk).await;
+}
+
+/// The scan is not blind to the journal: a token logged there is found.
+#[tokio::test]
+#[should_panic(expected = "bearer token leaked into the journal")]
+async fn the_leak_scan_reads_the_journal() {
+    let sb = Sandbox::new();
+    let entry = format!("MESSAGE=retrying with {}\nPRIORITY=4\n", sb.token);
+    std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .send_to(entry.as_bytes(), sb.journal.dir().join("journal/socket"))
+        .unwrap();
+    sb.assert_no_leaks(&[]);
 }
 
 fn readme_table() -> String {
