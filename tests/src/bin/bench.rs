@@ -209,7 +209,7 @@ enum Outage {
     Overloaded,
 }
 
-async fn outage(tool: Tool, kind: Outage, span: Duration) -> Value {
+async fn outage(tool: Tool, kind: Outage, span: Duration, run: usize) -> Value {
     let sb = sandbox(Start::DEFAULT);
     match kind {
         Outage::Unreachable => sb.catalyst.set_up(false),
@@ -224,7 +224,7 @@ async fn outage(tool: Tool, kind: Outage, span: Duration) -> Value {
         Outage::Overloaded => "overloaded",
     };
     let log = logs.join(format!(
-        "{kind_name}-{}s-{}.log",
+        "{kind_name}-{}s-{}-{run}.log",
         span.as_secs(),
         tool.name()
     ));
@@ -250,7 +250,9 @@ async fn outage(tool: Tool, kind: Outage, span: Duration) -> Value {
     })
 }
 
-async fn outages(spans: &[u64]) -> Value {
+/// Each span `runs` times, alternating: medians, the worst run, and every
+/// sample.
+async fn outages(spans: &[u64], runs: usize) -> Value {
     let mut rows = Vec::new();
     for (kind, name) in [
         (Outage::Unreachable, "unreachable"),
@@ -258,12 +260,30 @@ async fn outages(spans: &[u64]) -> Value {
     ] {
         for &secs in spans {
             let span = Duration::from_secs(secs);
-            let agent = outage(Tool::Agent, kind, span).await;
-            let shell = outage(Tool::Shell, kind, span).await;
+            let mut samples = [Vec::new(), Vec::new()];
+            for run in 0..runs {
+                for (i, tool) in [Tool::Agent, Tool::Shell].into_iter().enumerate() {
+                    samples[i].push(outage(tool, kind, span, run).await);
+                }
+            }
+            let [agent, shell] = samples.map(|s| summary(&s));
             rows.push(json!({"kind": name, "seconds": secs, "agent": agent, "shell": shell}));
         }
     }
     Value::Array(rows)
+}
+
+fn summary(samples: &[Value]) -> Value {
+    let of = |key: &str| -> Vec<f64> { samples.iter().filter_map(|s| s[key].as_f64()).collect() };
+    let capture = of("capture_after_recovery_ms");
+    let requests = of("requests_during");
+    json!({
+        "capture_after_recovery_ms": median(capture.clone()),
+        "capture_after_recovery_max_ms": capture.iter().copied().fold(0.0, f64::max),
+        "requests_during": if requests.is_empty() { Value::Null } else { json!(median(requests.clone())) },
+        "requests_during_max": requests.iter().copied().reduce(f64::max),
+        "samples": samples,
+    })
 }
 
 /// Size of the shipped static binary and its start-up to first request.
@@ -323,13 +343,14 @@ fn markdown(r: &Value) -> String {
     let (a, s) = (&h["agent"], &h["shell"]);
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let mut out = format!(
-        "Taken {} on commit {}; {} cores, {}; kubectl {}. Medians of {} runs each, alternating.\n\n",
+        "Taken {} on commit {}; {} cores, {}; kubectl {}. Medians of {} runs each ({} for each outage), alternating.\n\n",
         r["date"].as_str().unwrap_or(""),
         r["commit"].as_str().unwrap_or(""),
         r["machine"]["cores"],
         r["machine"]["model"].as_str().unwrap_or(""),
         r["machine"]["kubectl"].as_str().unwrap_or(""),
         r["runs"],
+        r["outage_runs"],
     );
     out += "| measure | agent | shell | shell ÷ agent | target |\n|---|---|---|---|---|\n";
     out += &format!(
@@ -359,8 +380,11 @@ fn markdown(r: &Value) -> String {
     );
     for row in r["outages"].as_array().into_iter().flatten() {
         let (ra, rs) = (&row["agent"], &row["shell"]);
-        let requests = |v: &Value| match v["requests_during"].as_u64() {
-            Some(n) => format!("{n} requests, "),
+        let requests = |v: &Value| match v["requests_during"].as_f64() {
+            Some(n) => format!(
+                "{n} requests (at most {}), ",
+                v["requests_during_max"].as_f64().unwrap_or(n)
+            ),
             None => String::new(),
         };
         let target = if row["kind"] == "unreachable" {
@@ -369,13 +393,15 @@ fn markdown(r: &Value) -> String {
             "agent sends ≤ shell's requests"
         };
         out += &format!(
-            "| catalyst-api {} for {} s | {}captured {:.0} ms after recovery | {}captured {:.0} ms after recovery | | {target} |\n",
+            "| catalyst-api {} for {} s | {}captured {:.0} ms after recovery (worst {:.0} ms) | {}captured {:.0} ms after recovery (worst {:.0} ms) | | {target} |\n",
             row["kind"].as_str().unwrap_or(""),
             row["seconds"],
             requests(ra),
             f(&ra["capture_after_recovery_ms"]),
+            f(&ra["capture_after_recovery_max_ms"]),
             requests(rs),
             f(&rs["capture_after_recovery_ms"]),
+            f(&rs["capture_after_recovery_max_ms"]),
         );
     }
     let b = &r["binary"];
@@ -393,19 +419,22 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let runs = if quick { 1 } else { 5 };
     let spans: &[u64] = if quick { &[1] } else { &[5, 30, 120] };
+    // The outage runs take 2 × span each: three of each, not five.
+    let outage_runs = if quick { 1 } else { 3 };
     eprintln!("bench: agent {}", agent_binary().display());
     eprintln!("bench: healthy path, {runs} runs each");
     let healthy = healthy(runs).await;
     eprintln!("bench: critical path, {runs} runs each");
     let critical = critical_path(runs).await;
-    eprintln!("bench: catalyst-api outages of {spans:?} s");
-    let outages = outages(spans).await;
+    eprintln!("bench: catalyst-api outages of {spans:?} s, {outage_runs} runs each");
+    let outages = outages(spans, outage_runs).await;
     let binary = binary(runs).await;
     let results = json!({
         "date": jiff_date(),
         "commit": commit(),
         "machine": machine(),
         "runs": runs,
+        "outage_runs": outage_runs,
         "healthy": healthy,
         "critical_path": critical,
         "outages": outages,
