@@ -99,6 +99,13 @@ async fn run(
     mut up: watch::Receiver<bool>,
 ) {
     loop {
+        // Down means a closed port. Taken down before this task first ran,
+        // the port bound in `start_on` would otherwise stay open unanswered:
+        // the kernel completes handshakes into its backlog and clients time
+        // out instead of being refused.
+        if !*up.borrow() {
+            listener = None;
+        }
         if up.wait_for(|u| *u).await.is_err() {
             return;
         }
@@ -270,5 +277,33 @@ impl PlainServer {
 
     pub fn hits(&self) -> usize {
         self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Taken down before its task first ran (a test's setup), the server
+    /// refuses connections rather than leaving them unanswered.
+    #[tokio::test]
+    async fn down_means_refused_even_right_after_start() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pki = crate::pki::Pki::new(&["localhost"]);
+        let handler: Handler = Arc::new(|_| Box::pin(async { respond(204, "text/plain", "") }));
+        let server = Server::start(pki.server_config(false), handler, true);
+        server.set_up(false);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = tokio::net::TcpStream::connect(server.addr()).await;
+        assert_eq!(
+            refused.map(|_| ()).unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
+        server.set_up(true);
+        let end = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(server.addr()).await.is_err() {
+            assert!(tokio::time::Instant::now() < end, "never came back up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
