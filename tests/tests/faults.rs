@@ -549,7 +549,7 @@ const CASES: &[Case] = &[
         },
         exit: Some(0),
         says: "cannot reach catalyst-api",
-        outcome: "probes every ≤ 1 s, delivers on recovery",
+        outcome: "probes every ≤ 0.5 s, delivers on recovery",
         resume: None,
     },
     Case {
