@@ -118,11 +118,11 @@ impl FakeJournal {
         self.inner.entries.lock().unwrap().clone()
     }
 
-    /// The entries from `pid`, one line each.
-    pub fn text(&self, pid: i32) -> String {
+    /// The entries from `pid` (every sender: `None`), one line each.
+    pub fn text(&self, pid: Option<i32>) -> String {
         self.entries()
             .iter()
-            .filter(|e| e.pid == pid)
+            .filter(|e| pid.is_none_or(|p| e.pid == p))
             .map(|e| e.line() + "\n")
             .collect()
     }
@@ -249,8 +249,9 @@ mod tests {
         assert_eq!(entries[0].get("MESSAGE").as_deref(), Some("hello"));
         let me = std::process::id() as i32;
         assert_eq!(entries[0].pid, me);
-        assert_eq!(journal.text(me), "hello PRIORITY=6\n");
-        assert_eq!(journal.text(me + 1), "");
+        assert_eq!(journal.text(Some(me)), "hello PRIORITY=6\n");
+        assert_eq!(journal.text(Some(me + 1)), "");
+        assert_eq!(journal.text(None), "hello PRIORITY=6\n");
     }
 
     #[test]

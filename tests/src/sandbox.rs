@@ -333,14 +333,7 @@ retry:
             self.notify.messages().join("\n"),
         ));
         self.journal.sync();
-        haystacks.push((
-            "the journal".into(),
-            self.journal
-                .entries()
-                .iter()
-                .map(|e| e.line() + "\n")
-                .collect(),
-        ));
+        haystacks.push(("the journal".into(), self.journal.text(None)));
         if let Ok(entries) = std::fs::read_dir(self.state_dir()) {
             for entry in entries.flatten() {
                 let content = std::fs::read(entry.path()).unwrap_or_default();
@@ -434,7 +427,7 @@ impl Agent {
     pub fn stderr(&self) -> String {
         let mut text = self.stderr.lock().unwrap().clone();
         if let Some(journal) = &self.journal {
-            text.push_str(&journal.text(self.pid));
+            text.push_str(&journal.text(Some(self.pid)));
         }
         text
     }
