@@ -13,9 +13,12 @@ use crate::http;
 use crate::kubeconfig::Rewritten;
 use crate::retry::{Classify, Retry, Verdict, innermost};
 use crate::token::BearerToken;
+use crate::untrusted::Untrusted;
 
 /// Error bodies are short JSON; more than this is not read.
 const MAX_ERROR_BODY: usize = 4096;
+/// A CA bundle the size of a distribution's whole trust store fits.
+const MAX_CA_BUNDLE: usize = 4 << 20;
 
 pub(crate) struct CatalystApi {
     http: reqwest::Client,
@@ -37,17 +40,18 @@ pub(crate) enum PutError {
     // Not a #[source]: the display already names the innermost cause.
     #[error("cannot reach catalyst-api: {}", innermost(.0))]
     Transport(reqwest::Error),
-    #[error("catalyst-api answered {status} {code}: {detail}")]
+    #[error("catalyst-api answered {status} {}: {}", code.shown(), detail.shown())]
     Status {
         status: u16,
-        code: String,
-        detail: String,
+        code: Untrusted,
+        detail: Untrusted,
         retry_after: Option<Duration>,
     },
     #[error(
-        "catalyst-api redirected to {location:?} ({status}); not following, so the bearer token stays put"
+        "catalyst-api redirected to {} ({status}); not following, so the bearer token stays put",
+        location.shown()
     )]
-    Redirect { status: u16, location: String },
+    Redirect { status: u16, location: Untrusted },
 }
 
 impl Classify for PutError {
@@ -79,8 +83,8 @@ impl CatalystApi {
     pub(crate) fn new(config: &Config, token: BearerToken) -> anyhow::Result<CatalystApi> {
         let mut builder = http::builder(config.connect_timeout, config.read_timeout);
         if let Some(path) = &config.ca_bundle {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("reading ca_bundle {}", path.display()))
+            let (pem, _) = crate::file::read(path, MAX_CA_BUNDLE)
+                .with_context(|| format!("ca_bundle {}", path.display()))
                 .context(Exit::Config)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .ok()
@@ -88,6 +92,9 @@ impl CatalystApi {
                 .with_context(|| format!("ca_bundle {} holds no PEM certificate", path.display()))
                 .context(Exit::Config)?;
             builder = builder.tls_certs_only(certs);
+        }
+        if let Some(proxy) = http::https_proxy(&config.catalyst_api_url).context(Exit::Config)? {
+            builder = builder.proxy(proxy);
         }
         let http = builder
             .build()
@@ -133,63 +140,26 @@ impl CatalystApi {
         let text = http::read_capped(&mut res, MAX_ERROR_BODY)
             .await
             .map_err(PutError::Transport)?;
-        let mut sent: Vec<&[u8]> = vec![self.token.as_bytes()];
-        sent.extend(kubeconfig.keys.iter().map(|k| k.as_bytes()));
-        answer(status, &headers, &String::from_utf8_lossy(&text), &sent)
+        classify(status, &headers, &String::from_utf8_lossy(&text))
     }
 }
 
-/// An answer classified, with whatever of it will be logged (code, detail,
-/// redirect target) withheld when it repeats a secret of the request.
-pub(crate) fn answer(
+/// The contract's response table, in one place.
+pub(crate) fn classify(
     status: StatusCode,
     headers: &HeaderMap,
     body: &str,
-    sent: &[&[u8]],
 ) -> Result<Delivery, PutError> {
-    classify(status, headers, body).map_err(|mut err| {
-        let logged = match &mut err {
-            PutError::Status { code, detail, .. } => vec![code, detail],
-            PutError::Redirect { location, .. } => vec![location],
-            PutError::Transport(_) => vec![],
-        };
-        for text in logged {
-            if repeats_secret(text, sent) {
-                *text = WITHHELD.to_string();
-            }
-        }
-        err
-    })
-}
-
-const WITHHELD: &str = "(answer withheld from the log: it repeats secret material of the request)";
-
-/// Whether `text`, which a server sent back and which will be logged,
-/// repeats any part of a secret we sent: a misrouted URL may hit an echo
-/// server or a debug proxy that answers with the request. Any 24-character
-/// window counts, so a truncated echo is caught too.
-fn repeats_secret(text: &str, secrets: &[&[u8]]) -> bool {
-    const WINDOW: usize = 24;
-    secrets.iter().any(|secret| {
-        secret.len() >= WINDOW
-            && secret
-                .windows(WINDOW)
-                .step_by(WINDOW / 2)
-                .any(|w| text.as_bytes().windows(WINDOW).any(|t| t == w))
-    })
-}
-
-/// The contract's response table, in one place.
-fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<Delivery, PutError> {
     if status == StatusCode::NO_CONTENT {
         return Ok(Delivery::Captured);
     }
     if status.is_redirection() {
-        let location = headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let location = Untrusted::from_bytes(
+            headers
+                .get(LOCATION)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default(),
+        );
         return Err(PutError::Redirect {
             status: status.as_u16(),
             location,
@@ -212,19 +182,14 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<Deliv
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
     };
-    let detail: String = detail
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(300)
-        .collect();
     Err(PutError::Status {
         status: status.as_u16(),
-        code: if parsed.error.is_empty() {
+        code: Untrusted::new(if parsed.error.is_empty() {
             status.canonical_reason().unwrap_or("").to_string()
         } else {
             parsed.error
-        },
-        detail: detail.trim().to_string(),
+        }),
+        detail: Untrusted::new(detail),
         retry_after: headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -247,7 +212,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn answer(status: u16, body: &str) -> Result<Delivery, PutError> {
+    fn classified(status: u16, body: &str) -> Result<Delivery, PutError> {
         classify(
             StatusCode::from_u16(status).unwrap(),
             &HeaderMap::new(),
@@ -256,14 +221,14 @@ mod tests {
     }
 
     fn verdict(status: u16, body: &str) -> Verdict {
-        answer(status, body).unwrap_err().verdict()
+        classified(status, body).unwrap_err().verdict()
     }
 
     #[test]
     fn the_contract_table() {
-        assert_eq!(answer(204, "").unwrap(), Delivery::Captured);
+        assert_eq!(classified(204, "").unwrap(), Delivery::Captured);
         assert_eq!(
-            answer(
+            classified(
                 403,
                 r#"{"error":"already-set","detail":"kubeconfig already captured"}"#
             )
@@ -334,7 +299,7 @@ mod tests {
 
     #[test]
     fn errors_read_well() {
-        let err = answer(
+        let err = classified(
             403,
             r#"{"error":"invalid-bearer","detail":"token does not match"}"#,
         )
@@ -343,7 +308,7 @@ mod tests {
             err.to_string(),
             "catalyst-api answered 403 invalid-bearer: token does not match"
         );
-        let err = answer(404, "deployment not found\n").unwrap_err();
+        let err = classified(404, "deployment not found\n").unwrap_err();
         assert_eq!(
             err.to_string(),
             "catalyst-api answered 404 Not Found: deployment not found"
@@ -351,38 +316,15 @@ mod tests {
     }
 
     #[test]
-    fn answers_repeating_a_secret_are_caught_even_truncated() {
-        let key = b"LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUJ";
-        let token = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let sent: [&[u8]; 2] = [token, key];
-        let key_text = std::str::from_utf8(key).unwrap();
-        assert!(repeats_secret(
-            &format!("bad line: client-key-data: {key_text}"),
-            &sent
-        ));
-        assert!(
-            repeats_secret(&format!("...{}", &key_text[10..40]), &sent),
-            "a truncated echo"
-        );
-        assert!(repeats_secret(
-            "Authorization: Bearer 0123456789abcdef0123456789abcdef",
-            &sent
-        ));
-        assert!(!repeats_secret(
-            r#"{"error":"write-failed","detail":"disk busy"}"#,
-            &sent
-        ));
-    }
-
-    #[test]
     fn a_redirect_to_the_token_is_withheld_from_the_log() {
         let token = "ab".repeat(32);
+        crate::untrusted::register(crate::untrusted::Alphabet::Hex, token.as_bytes());
         let mut headers = HeaderMap::new();
         headers.insert(
             LOCATION,
             format!("https://echo.example/?t={token}").parse().unwrap(),
         );
-        let err = super::answer(StatusCode::FOUND, &headers, "", &[token.as_bytes()]).unwrap_err();
+        let err = classify(StatusCode::FOUND, &headers, "").unwrap_err();
         let text = err.to_string();
         assert!(
             !text.contains(&token) && text.contains("withheld"),

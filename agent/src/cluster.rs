@@ -3,6 +3,7 @@
 //! come straight from locked memory; errors are `metav1.Status` objects,
 //! classified here.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,9 +18,12 @@ use zeroize::Zeroizing;
 use crate::exit::Exit;
 use crate::http;
 use crate::retry::{Classify, Retry, Verdict, innermost};
+use crate::untrusted::Untrusted;
 
 /// Responses are capped; nothing the agent reads is near this size.
 const MAX_RESPONSE: usize = 1 << 20;
+/// A certificate or key file a kubeconfig names.
+const MAX_PEM: usize = 64 * 1024;
 
 pub(crate) struct Cluster {
     /// For objects: a fresh connection per request (see `build`).
@@ -41,15 +45,16 @@ pub(crate) enum KubeError {
         path: String,
         error: reqwest::Error,
     },
-    #[error("{path}: the API server's answer does not decode: {error}")]
-    Decode { path: String, error: String },
-    #[error("{method} {path}: {code} {reason}: {message}")]
+    // serde's message may quote the answer.
+    #[error("{path}: the API server's answer does not decode: {}", error.shown())]
+    Decode { path: String, error: Untrusted },
+    #[error("{method} {path}: {code} {}: {}", reason.shown(), message.shown())]
     Status {
         method: Method,
         path: String,
         code: u16,
-        reason: String,
-        message: String,
+        reason: Untrusted,
+        message: Untrusted,
     },
 }
 
@@ -74,7 +79,7 @@ impl Classify for KubeError {
                 reason,
                 message,
                 ..
-            } => (*code, reason.as_str(), message.as_str()),
+            } => (*code, reason.matches(), message.matches()),
         };
         let transient = match code {
             429 | 500 | 502 | 503 | 504 => true,
@@ -141,8 +146,6 @@ impl Cluster {
             http::builder(timeout, timeout)
                 .tls_certs_only(roots.clone())
                 .identity(identity.clone())
-                // The local API server is on this node; a proxy must never be involved.
-                .no_proxy()
         };
         let http = builder()
             // A pooled connection keeps its read buffer, which held the last
@@ -216,17 +219,16 @@ impl Cluster {
             method,
             path: path.to_string(),
             code: status.as_u16(),
-            reason: if body.reason.is_empty() {
+            reason: Untrusted::new(if body.reason.is_empty() {
                 reason_phrase(status)
             } else {
                 body.reason
-            },
+            }),
+            // A proxy's own error page, or anything else that is not a Status.
             message: if body.message.is_empty() {
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                    .trim()
-                    .to_string()
+                Untrusted::from_bytes(&bytes)
             } else {
-                body.message
+                Untrusted::new(body.message)
             },
         })
     }
@@ -266,7 +268,7 @@ impl Cluster {
             Ok(_) => Ok(Created::New),
             Err(KubeError::Status {
                 code: 409, reason, ..
-            }) if reason == "AlreadyExists" => Ok(Created::AlreadyExists),
+            }) if reason.matches() == "AlreadyExists" => Ok(Created::AlreadyExists),
             Err(e) => Err(e),
         }
     }
@@ -280,9 +282,10 @@ fn identity_pem(auth: &AuthInfo) -> anyhow::Result<Zeroizing<Vec<u8>>> {
         (Some(data), _) => STANDARD
             .decode(data.trim())
             .context("client-certificate-data is not base64")?,
-        (None, Some(file)) => {
-            std::fs::read(file).with_context(|| format!("reading client-certificate {file}"))?
-        }
+        (None, Some(file)) => crate::file::read(Path::new(file), MAX_PEM)
+            .with_context(|| format!("client-certificate {file}"))?
+            .0
+            .to_vec(),
         (None, None) => anyhow::bail!("the user has no client certificate"),
     };
     let key = match (&auth.client_key_data, &auth.client_key) {
@@ -291,9 +294,12 @@ fn identity_pem(auth: &AuthInfo) -> anyhow::Result<Zeroizing<Vec<u8>>> {
                 .decode(data.expose_secret().trim())
                 .context("client-key-data is not base64")?,
         ),
-        (None, Some(file)) => Zeroizing::new(
-            std::fs::read(file).with_context(|| format!("reading client-key {file}"))?,
-        ),
+        (None, Some(file)) => {
+            let (key, _) = crate::file::read(Path::new(file), MAX_PEM)
+                .with_context(|| format!("client-key {file}"))?;
+            crate::kubeconfig::register_pem(&key);
+            key
+        }
         (None, None) => anyhow::bail!("the user has no client key"),
     };
     let mut pem = Zeroizing::new(Vec::with_capacity(cert.len() + key.len() + 1));
@@ -319,8 +325,8 @@ mod tests {
             method: Method::POST,
             path: "/api/v1/namespaces/openbao/secrets".into(),
             code,
-            reason: reason.into(),
-            message: message.into(),
+            reason: Untrusted::new(reason),
+            message: Untrusted::new(message),
         }
     }
 

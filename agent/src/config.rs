@@ -16,7 +16,7 @@ use crate::retry::RetryPolicy;
 
 pub(crate) const ETC_DIR: &str = "/etc/catalyst-bootstrap";
 const USR_DIR: &str = "/usr/lib/catalyst-bootstrap";
-const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// Every key the agent knows, as dotted paths; `seed` and `retry` are tables.
 const KEYS: &[&str] = &[
@@ -217,18 +217,11 @@ struct Layers {
 
 impl Layers {
     fn add_file(&mut self, file: &Path) -> anyhow::Result<()> {
-        let size = std::fs::metadata(file)
-            .with_context(|| format!("cannot read {}", file.display()))?
-            .len();
-        if size > MAX_CONFIG_BYTES {
-            bail!(
-                "{}: {size} bytes is too large for a configuration file",
-                file.display()
-            );
-        }
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        self.add_text(&text, &file.display().to_string())
+        let (bytes, _) = crate::file::read(file, MAX_CONFIG_BYTES)
+            .with_context(|| format!("configuration file {}", file.display()))?;
+        let text = std::str::from_utf8(&bytes)
+            .with_context(|| format!("configuration file {} is not UTF-8 text", file.display()))?;
+        self.add_text(text, &file.display().to_string())
     }
 
     fn add_text(&mut self, text: &str, origin: &str) -> anyhow::Result<()> {

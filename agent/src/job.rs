@@ -90,7 +90,7 @@ impl Job<'_> {
         {
             Claim::Held(held) => held,
             Claim::DoneBy { node, .. } => {
-                let detail = format!("done by control-plane node {node}");
+                let detail = format!("done by control-plane node {}", node.shown());
                 for phase in [Phase::Kubeconfig, Phase::Seed] {
                     self.store.phase(phase, |r| {
                         r.outcome = Outcome::Done;
@@ -147,8 +147,9 @@ impl Job<'_> {
         let claim = coordinator
             .claim(deadline, &self.reporter(Phase::Lease, &what), |holder, duration| {
                 let text = format!(
-                    "control-plane node {holder} holds Lease kube-system/{}; waiting for it to finish \
+                    "control-plane node {} holds Lease kube-system/{}; waiting for it to finish \
                      (or to stop renewing for {}s)",
+                    holder.shown(),
                     lease::NAME,
                     duration.as_secs()
                 );
@@ -168,9 +169,11 @@ impl Job<'_> {
             }
             Claim::DoneBy { node, at } => {
                 let text = format!(
-                    "control-plane node {node} did the work (recorded on Lease kube-system/{} at {at}); \
+                    "control-plane node {} did the work (recorded on Lease kube-system/{} at {}); \
                      nothing left to do on this node",
-                    lease::NAME
+                    node.shown(),
+                    lease::NAME,
+                    at.shown()
                 );
                 record(Event::PeerCompleted, &text);
                 text

@@ -13,6 +13,8 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::untrusted::one_line;
+
 /// Events with a stable `MESSAGE_ID`. The ids never change once released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -212,11 +214,12 @@ where
             _ => String::new(),
         };
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
+        // One line per event, whatever slipped into the text.
         let line = format!(
             "{now} {:<5} {context}{}{}\n",
             event.metadata().level(),
-            fields.message,
-            fields.extra
+            one_line(&fields.message),
+            one_line(&fields.extra)
         );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }

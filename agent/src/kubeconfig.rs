@@ -2,19 +2,22 @@
 //! substitution), loopback servers pointed at the node's public address,
 //! and the result held only in memory that is zeroized when dropped.
 
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use kube::config::Kubeconfig;
 use zeroize::Zeroizing;
 
 use crate::config::PublicAddress;
 use crate::exit::Exit;
+use crate::file::FileError;
 use crate::retry::{Classify, Retry, Verdict};
+use crate::untrusted::{self, Alphabet, Untrusted};
 
 /// catalyst-api refuses bodies over 1 MiB (`422 body-too-large`).
 pub(crate) const MAX_BYTES: usize = 1 << 20;
@@ -27,10 +30,10 @@ const SETTLE: Duration = Duration::from_secs(2);
 pub(crate) enum ReadError {
     #[error("{0} does not exist yet")]
     Missing(String),
-    #[error("{path} was just written and does not parse yet: {reason}")]
-    Settling { path: String, reason: String },
-    #[error("{path} is not a usable kubeconfig: {reason}")]
-    Unusable { path: String, reason: String },
+    #[error("{path} was just written and does not parse yet: {}", reason.shown())]
+    Settling { path: String, reason: Untrusted },
+    #[error("{path} is not a usable kubeconfig: {}", reason.shown())]
+    Unusable { path: String, reason: Untrusted },
 }
 
 impl Classify for ReadError {
@@ -45,33 +48,29 @@ impl Classify for ReadError {
 /// Reads and parses the kubeconfig k3s wrote.
 pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
     let shown = path.display().to_string();
+    // The reason may be derived from the file's text.
     let unusable = |reason: String| ReadError::Unusable {
         path: shown.clone(),
-        reason,
+        reason: Untrusted::new(reason),
     };
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ReadError::Missing(shown));
+    let (bytes, meta) = match crate::file::read(path, MAX_BYTES) {
+        Ok(read) => read,
+        Err(FileError::Missing) => return Err(ReadError::Missing(shown)),
+        Err(FileError::TooLarge(_)) => {
+            return Err(unusable(format!(
+                "it is larger than {MAX_BYTES} bytes; a k3s kubeconfig is a few KiB"
+            )));
         }
-        Err(e) => return Err(unusable(format!("cannot open it: {e}"))),
+        Err(e) => return Err(unusable(format!("it {e}"))),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| unusable(format!("cannot stat it: {e}")))?;
-    if meta.len() > MAX_BYTES as u64 {
-        return Err(unusable(format!(
-            "it is {} bytes; a k3s kubeconfig is a few KiB",
-            meta.len()
-        )));
-    }
-    let mut text = Zeroizing::new(String::with_capacity(meta.len() as usize + 1));
-    (&mut file)
-        .take(MAX_BYTES as u64 + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| unusable(format!("cannot read it as UTF-8 text: {e}")))?;
-    let reason = match parse(&text) {
-        Ok(kc) => return Ok(kc),
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Err(unusable("it is not UTF-8 text".to_string()));
+    };
+    let reason = match parse(text) {
+        Ok(kc) => {
+            register_keys(&kc);
+            return Ok(kc);
+        }
         Err(reason) => reason,
     };
     let age = meta
@@ -81,10 +80,37 @@ pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
     if age.is_some_and(|a| a < SETTLE) {
         return Err(ReadError::Settling {
             path: shown,
-            reason,
+            reason: Untrusted::new(reason),
         });
     }
     Err(unusable(reason))
+}
+
+/// The client keys, in every form that travels (`client-key-data` as
+/// written, the PEM body inside it), so no outside text repeating them is
+/// shown. Keys in files the kubeconfig names are registered where they are
+/// read (`cluster::identity_pem`).
+fn register_keys(kc: &Kubeconfig) {
+    for auth in kc.auth_infos.iter().filter_map(|n| n.auth_info.as_ref()) {
+        if let Some(data) = &auth.client_key_data {
+            let data = secrecy::ExposeSecret::expose_secret(data);
+            untrusted::register(Alphabet::Base64, data.as_bytes());
+            if let Ok(pem) = STANDARD.decode(data.trim()).map(Zeroizing::new) {
+                register_pem(&pem);
+            }
+        }
+    }
+}
+
+/// A PEM document's base64 body (the DER), without its BEGIN/END lines.
+pub(crate) fn register_pem(pem: &[u8]) {
+    let mut body = Zeroizing::new(Vec::with_capacity(pem.len()));
+    for line in pem.split(|&c| c == b'\n') {
+        if !line.starts_with(b"-----") {
+            body.extend_from_slice(line);
+        }
+    }
+    untrusted::register(Alphabet::Base64, &body);
 }
 
 /// Parses the text as a kubeconfig clients can load, or says why not in
@@ -151,9 +177,6 @@ pub(crate) struct Rewrite {
 pub(crate) struct Rewritten {
     pub(crate) body: Bytes,
     pub(crate) rewrites: Vec<Rewrite>,
-    /// The client keys inside `body` (`client-key-data`), so an answer that
-    /// repeats them can be withheld from the log.
-    pub(crate) keys: Vec<Zeroizing<String>>,
 }
 
 /// Points every loopback server at `public`, keeping scheme, port and path,
@@ -201,16 +224,9 @@ pub(crate) fn rewrite(
         .context(Exit::Data);
     }
     let bytes = Zeroizing::new(std::mem::take(&mut *yaml).into_bytes());
-    let keys = kc
-        .auth_infos
-        .iter()
-        .filter_map(|named| named.auth_info.as_ref()?.client_key_data.as_ref())
-        .map(|key| Zeroizing::new(secrecy::ExposeSecret::expose_secret(key).to_string()))
-        .collect();
     Ok(Rewritten {
         body: Bytes::from_owner(bytes),
         rewrites,
-        keys,
     })
 }
 

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::cluster::{Cluster, KubeError};
 use crate::exit::Exit;
 use crate::retry::{Progress, RetryPolicy, retry};
+use crate::untrusted::Untrusted;
 
 const NAMESPACE: &str = "kube-system";
 pub(crate) const NAME: &str = "catalyst-bootstrap";
@@ -37,12 +38,19 @@ pub(crate) struct Coordinator<'a> {
     pub(crate) policy: &'a RetryPolicy,
 }
 
+/// Another holder's `leaseDurationSeconds` counts as at most this many of
+/// this node's own `lease_duration`: anyone who can write Leases in
+/// kube-system could otherwise set it to decades and stop every takeover. A
+/// holder that really renews changes the Lease within its own duration / 3,
+/// so it keeps the Lease whatever this bound is.
+const MAX_PEER_DURATION: u32 = 4;
+
 /// How the wait for the Lease ended.
 pub(crate) enum Claim {
     /// This node holds the Lease and does the work.
     Held(Box<Held>),
     /// Another node recorded on the Lease that it did the work.
-    DoneBy { node: String, at: String },
+    DoneBy { node: Untrusted, at: Untrusted },
 }
 
 /// The Lease as this node last wrote it.
@@ -52,16 +60,25 @@ pub(crate) struct Held(Mutex<Lease>);
 enum Round {
     Held(Box<Lease>),
     DoneBy {
-        node: String,
-        at: String,
+        node: Untrusted,
+        at: Untrusted,
     },
     /// Someone else holds it and renews it, for `duration` at a time.
     Wait {
-        holder: String,
+        holder: Untrusted,
         duration: Duration,
     },
     /// Someone else changed it between our read and our write: look again.
     Raced,
+}
+
+/// What a waiting node remembers between looks at the Lease.
+#[derive(Default)]
+struct Seen {
+    /// The Lease's resourceVersion and when this node first saw it.
+    version: Option<(String, Instant)>,
+    /// Whether the clamp of the holder's duration was logged.
+    clamped: bool,
 }
 
 fn path() -> String {
@@ -86,14 +103,14 @@ fn encode(lease: &Lease) -> Result<Bytes, KubeError> {
         .map(Bytes::from)
         .map_err(|e| KubeError::Decode {
             path: path(),
-            error: e.to_string(),
+            error: Untrusted::new(e.to_string()),
         })
 }
 
 fn decode(bytes: &[u8]) -> Result<Lease, KubeError> {
     serde_json::from_slice(bytes).map_err(|e| KubeError::Decode {
         path: path(),
-        error: e.to_string(),
+        error: Untrusted::new(e.to_string()),
     })
 }
 
@@ -104,12 +121,11 @@ impl Coordinator<'_> {
         &self,
         deadline: Instant,
         progress: &dyn Progress,
-        waiting: impl Fn(&str, Duration),
+        waiting: impl Fn(&Untrusted, Duration),
     ) -> anyhow::Result<Claim> {
-        // The Lease's resourceVersion and when this node first saw it.
-        let seen: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+        let seen = Mutex::new(Seen::default());
         let what = format!("claiming Lease {NAMESPACE}/{NAME}");
-        let mut announced: Option<String> = None;
+        let mut announced: Option<Untrusted> = None;
         loop {
             let round = retry(self.policy, deadline, &what, progress, |_| {
                 self.round(&seen)
@@ -120,7 +136,7 @@ impl Coordinator<'_> {
                 Round::DoneBy { node, at } => return Ok(Claim::DoneBy { node, at }),
                 Round::Raced => continue,
                 Round::Wait { holder, duration } => {
-                    if announced.as_deref() != Some(holder.as_str()) {
+                    if announced.as_ref() != Some(&holder) {
                         waiting(&holder, duration);
                         announced = Some(holder);
                     }
@@ -128,7 +144,7 @@ impl Coordinator<'_> {
                     if Instant::now() + poll > deadline {
                         return Err(anyhow::anyhow!(
                             "{what}: the deadline passed while node {} held it",
-                            announced.unwrap_or_default()
+                            announced.unwrap_or_default().shown()
                         ))
                         .context(Exit::Deadline);
                     }
@@ -143,7 +159,7 @@ impl Coordinator<'_> {
         (self.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
     }
 
-    async fn round(&self, seen: &Mutex<Option<(String, Instant)>>) -> Result<Round, KubeError> {
+    async fn round(&self, seen: &Mutex<Seen>) -> Result<Round, KubeError> {
         let Some(bytes) = self.cluster.get(&path()).await? else {
             return self.create().await;
         };
@@ -155,42 +171,64 @@ impl Coordinator<'_> {
             .filter(|_| record(DEPLOYMENT_ID).as_deref() == Some(self.deployment_id));
         if let Some(node) = done_by {
             return Ok(Round::DoneBy {
-                node,
-                at: record(COMPLETED_AT).unwrap_or_default(),
+                node: Untrusted::new(node),
+                at: Untrusted::new(record(COMPLETED_AT).unwrap_or_default()),
             });
         }
         let version = lease.metadata.resource_version.clone().unwrap_or_default();
-        let duration = lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.lease_duration_seconds)
-            .and_then(|s| u64::try_from(s).ok())
-            .map_or(self.duration, Duration::from_secs);
+        let duration = self.peer_duration(&lease, seen);
         let expired = {
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            match &*seen {
+            match &seen.version {
                 Some((v, since)) if *v == version => since.elapsed() >= duration,
                 _ => {
-                    *seen = Some((version, Instant::now()));
+                    seen.version = Some((version, Instant::now()));
                     false
                 }
             }
         };
         match holder(&lease) {
             Some(h) if h != self.node && !expired => Ok(Round::Wait {
-                holder: h.to_string(),
+                holder: Untrusted::new(h),
                 duration,
             }),
             previous => {
                 if let Some(p) = previous.filter(|p| *p != self.node) {
                     tracing::info!(
-                        "node {p} stopped renewing Lease {NAMESPACE}/{NAME} {}s ago; taking over",
+                        "node {} stopped renewing Lease {NAMESPACE}/{NAME} {}s ago; taking over",
+                        Untrusted::new(p).shown(),
                         duration.as_secs()
                     );
                 }
                 self.take(lease).await
             }
         }
+    }
+
+    /// How long the holder may leave the Lease unchanged before it counts as
+    /// gone: its own word, within [`MAX_PEER_DURATION`] times ours.
+    fn peer_duration(&self, lease: &Lease, seen: &Mutex<Seen>) -> Duration {
+        let said = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_duration_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.duration, Duration::from_secs);
+        let bound = self.duration * MAX_PEER_DURATION;
+        if said <= bound {
+            return said;
+        }
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.clamped {
+            seen.clamped = true;
+            tracing::warn!(
+                "Lease {NAMESPACE}/{NAME} says leaseDurationSeconds {}; counting it as {}s \
+                 ({MAX_PEER_DURATION} x this node's lease_duration) before taking over",
+                said.as_secs(),
+                bound.as_secs()
+            );
+        }
+        bound
     }
 
     fn spec(&self, transitions: i32) -> LeaseSpec {
@@ -277,7 +315,8 @@ impl Coordinator<'_> {
                 let current = decode(&bytes)?;
                 if let Some(other) = holder(&current).filter(|h| *h != self.node) {
                     return Err(Renewal::Lost(format!(
-                        "node {other} took it over; finishing the work anyway"
+                        "node {} took it over; finishing the work anyway",
+                        Untrusted::new(other).shown()
                     )));
                 }
                 current

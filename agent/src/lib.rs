@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod config;
 mod exit;
+mod file;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
@@ -24,6 +25,7 @@ mod seed;
 mod state;
 mod status;
 mod token;
+mod untrusted;
 
 use std::path::PathBuf;
 

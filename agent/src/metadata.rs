@@ -9,6 +9,7 @@ use crate::config::PublicAddress;
 use crate::exit::Exit;
 use crate::http;
 use crate::retry::{Classify, Retry, Verdict, innermost};
+use crate::untrusted::Untrusted;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetadataError {
@@ -16,8 +17,8 @@ pub(crate) enum MetadataError {
     Transport(reqwest::Error),
     #[error("the metadata service answered {0}")]
     Status(u16),
-    #[error("the metadata service's public-ipv4 is {0:?}, not an IPv4 address")]
-    NotAnAddress(String),
+    #[error("the metadata service's public-ipv4 is \"{}\", not an IPv4 address", .0.shown())]
+    NotAnAddress(Untrusted),
 }
 
 impl Classify for MetadataError {
@@ -38,8 +39,8 @@ pub(crate) struct Metadata {
 
 impl Metadata {
     pub(crate) fn new(base: &reqwest::Url, timeout: Duration) -> anyhow::Result<Metadata> {
-        // Link-local: never through a proxy.
-        let http = http::builder(timeout, timeout).no_proxy().build()?;
+        // Link-local: never through a proxy (`http::builder` uses none).
+        let http = http::builder(timeout, timeout).build()?;
         let url = format!(
             "{}/hetzner/v1/metadata/public-ipv4",
             base.as_str().trim_end_matches('/')
@@ -73,9 +74,7 @@ fn parse(body: &str) -> Result<PublicAddress, MetadataError> {
         Ok(ip @ IpAddr::V4(v4)) if !v4.is_unspecified() && !v4.is_loopback() => {
             Ok(PublicAddress::Ip(ip))
         }
-        _ => Err(MetadataError::NotAnAddress(
-            body.trim().chars().take(64).collect(),
-        )),
+        _ => Err(MetadataError::NotAnAddress(Untrusted::new(body))),
     }
 }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+use crate::untrusted::one_line;
+
 /// The status line, one part per phase, so two phases running at once both
 /// stay visible ("kubeconfig: …; seed: …").
 #[derive(Default)]
@@ -67,8 +69,26 @@ impl Notifier {
     }
 }
 
+/// Sends one datagram. Every value is one line without control characters,
+/// whatever the caller passed: a newline in a status text would otherwise
+/// start a new assignment (`READY=1`, `MAINPID=`) that systemd obeys.
 fn send(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
+    let texts: Vec<_> = states
+        .iter()
+        .map(|state| match state {
+            NotifyState::Status(text) => Some(one_line(text)),
+            _ => None,
+        })
+        .collect();
+    let states: Vec<NotifyState> = states
+        .iter()
+        .zip(&texts)
+        .map(|(state, text)| match text {
+            Some(text) => NotifyState::Status(text),
+            None => state.clone(),
+        })
+        .collect();
+    if let Err(e) = sd_notify::notify(&states) {
         tracing::debug!("sd_notify failed: {e}");
     }
 }

@@ -12,7 +12,8 @@ use rustls::{CertificateError, ClientConfig, RootCertStore};
 
 use crate::config::PublicAddress;
 use crate::exit::Exit;
-use crate::retry::{Classify, Retry, Verdict};
+use crate::retry::{Classify, Retry, Verdict, innermost};
+use crate::untrusted::Untrusted;
 
 /// What the preflight connects to and what it expects to find.
 pub(crate) struct Check {
@@ -42,15 +43,19 @@ pub(crate) enum Passed {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PreflightError {
-    #[error("cannot reach the API server at {via} to check its certificate: {error}")]
+    #[error(
+        "cannot reach the API server at {via} to check its certificate: {}",
+        innermost(error)
+    )]
     Unreachable {
         via: SocketAddr,
         error: std::io::Error,
     },
     /// Clock skew at first boot: wait for NTP rather than refuse.
     #[error(
-        "the API server's certificate (at {via}) is not valid at this node's current time ({error}); \
-         waiting for the clock"
+        "the API server's certificate (at {via}) is not valid at this node's current time ({}); \
+         waiting for the clock",
+        innermost(error)
     )]
     Clock {
         via: SocketAddr,
@@ -67,13 +72,17 @@ pub(crate) enum PreflightError {
     },
     #[error(
         "the API server's certificate (at {via}) does not verify with the kubeconfig's \
-         certificate-authority-data: {error}"
+         certificate-authority-data: {}",
+        innermost(error)
     )]
     Untrusted {
         via: SocketAddr,
         error: rustls::Error,
     },
-    #[error("TLS handshake with the API server at {via} failed: {error}")]
+    #[error(
+        "TLS handshake with the API server at {via} failed: {}",
+        innermost(error)
+    )]
     Handshake {
         via: SocketAddr,
         error: std::io::Error,
@@ -192,7 +201,7 @@ fn readable(presented: &[String]) -> String {
     if presented.is_empty() {
         return "no names".to_string();
     }
-    presented
+    let names = presented
         .iter()
         .map(|p| {
             let inner = p
@@ -202,7 +211,9 @@ fn readable(presented: &[String]) -> String {
             inner.trim_matches('"').to_string()
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    // The certificate's names are the API server's words, not ours.
+    Untrusted::new(names).shown()
 }
 
 /// One TLS handshake to `via`, verifying the certificate for `name`.

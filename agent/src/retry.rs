@@ -6,11 +6,12 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::exit::Exit;
+use crate::untrusted::Untrusted;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RetryPolicy {
@@ -149,10 +150,13 @@ pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
     }
     let text = cur.to_string();
     // rustls appends a documentation link to some messages.
-    match text.find(": https://docs.rs/") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
+    let text = match text.find(": https://docs.rs/") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    // A library's message may quote what the peer sent (a certificate's
+    // names, a malformed header).
+    Untrusted::new(text).shown()
 }
 
 /// Told about each attempt, to report it (STATUS=, journal, state file).
@@ -176,28 +180,41 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let mut n = 0;
+    let mut last: Option<String> = None;
     loop {
         n += 1;
         progress.attempt(n);
         let span = tracing::info_span!("attempt", catalyst_attempt = n);
-        let err = match op(n).instrument(span.clone()).await {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
+        // The deadline bounds each attempt too: a peer that drips its answer
+        // a byte at a time never trips a per-read timeout.
+        let err = match tokio::time::timeout_at(deadline, op(n).instrument(span.clone())).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(err)) => err,
+            Err(_) => {
+                let before = last.map(|l| format!(" (attempt {} failed: {l})", n - 1));
+                return Err(anyhow!(
+                    "{what}: gave up after {n} attempts; last error: no complete answer before \
+                     the deadline{}",
+                    before.unwrap_or_default()
+                ))
+                .context(Exit::Deadline);
+            }
         };
         let hint = match err.verdict() {
             Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
             Verdict::Retry(hint) => hint,
         };
         let next = policy.delay(n, &hint);
+        let text = Chain(&err).to_string();
         if Instant::now() + next > deadline {
             return Err(anyhow!(
-                "{what}: gave up after {n} attempts; last error: {}",
-                Chain(&err)
+                "{what}: gave up after {n} attempts; last error: {text}"
             ))
-            .map_err(|e| e.context(Exit::Deadline));
+            .context(Exit::Deadline);
         }
         // Inside the attempt's span, so the journal entry carries CATALYST_ATTEMPT.
-        span.in_scope(|| progress.retrying(n, &Chain(&err).to_string(), next));
+        span.in_scope(|| progress.retrying(n, &text, next));
+        last = Some(text);
         tokio::time::sleep(next).await;
     }
 }
@@ -378,6 +395,28 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(
             msg.contains("reaching thing: gave up after") && msg.contains("fake: Retry"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_deadline_bounds_an_attempt_that_never_ends() {
+        let log = Log::default();
+        let soon = Instant::now() + Duration::from_millis(100);
+        let started = Instant::now();
+        let err = retry(&fast(), soon, "reaching thing", &log, |n| async move {
+            if n == 1 {
+                return Err(Fake(Verdict::Retry(Retry::default())));
+            }
+            std::future::pending::<Result<(), Fake>>().await
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(Exit::of(&err), Exit::Deadline);
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("gave up after 2 attempts; last error: no complete answer before the deadline (attempt 1 failed: fake: Retry"),
             "{msg}"
         );
     }

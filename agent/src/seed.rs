@@ -17,6 +17,7 @@ use crate::config::SeedTarget;
 use crate::exit::Exit;
 use crate::locked::LockedBuf;
 use crate::retry::{Classify, Verdict};
+use crate::untrusted::{self, Alphabet};
 
 const SEED_BYTES: usize = 32;
 /// Standard base64 of 32 bytes, with padding.
@@ -67,7 +68,9 @@ pub(crate) fn secret_body(target: &SeedTarget) -> anyhow::Result<Bytes> {
     })?;
     let mut text = LockedBuf::with_capacity(SEED_TEXT)?;
     text.append_with(SEED_TEXT, |buf| encode_exact(raw.as_bytes(), buf))?;
+    register_hex(raw.as_bytes())?;
     drop(raw);
+    untrusted::register(Alphabet::Base64, text.as_bytes());
 
     let mut metadata = json!({
         "name": target.name,
@@ -89,8 +92,24 @@ pub(crate) fn secret_body(target: &SeedTarget) -> anyhow::Result<Bytes> {
     let mut body = LockedBuf::with_capacity(head.len() + SEED_WIRE + tail.len())?;
     body.append(head.as_bytes())?;
     body.append_with(SEED_WIRE, |buf| encode_exact(text.as_bytes(), buf))?;
+    untrusted::register(Alphabet::Base64, &body.as_bytes()[head.len()..]);
     body.append(tail.as_bytes())?;
     Ok(Bytes::from_owner(body))
+}
+
+/// The seed's bytes as hex, known to [`untrusted`] like its other forms.
+fn register_hex(raw: &[u8]) -> anyhow::Result<()> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = LockedBuf::with_capacity(raw.len() * 2)?;
+    hex.append_with(raw.len() * 2, |buf| {
+        for (pair, byte) in buf.chunks_exact_mut(2).zip(raw) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        Ok(())
+    })?;
+    untrusted::register(Alphabet::Hex, hex.as_bytes());
+    Ok(())
 }
 
 fn encode_exact(input: &[u8], out: &mut [u8]) -> anyhow::Result<()> {

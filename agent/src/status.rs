@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::state::{self, Outcome, Phase, State};
+use crate::untrusted::Untrusted;
 
 /// Exit codes of `status`.
 const DONE: u8 = 0;
@@ -51,7 +52,8 @@ fn render_text(dir: &Path, word: &str, state: Option<&State>) -> String {
         let _ = writeln!(out, "no state in {} yet", dir.display());
         return out;
     };
-    let _ = writeln!(out, "deployment {}\n", state.deployment_id);
+    let shown = |text: &str| Untrusted::new(text).shown();
+    let _ = writeln!(out, "deployment {}\n", shown(&state.deployment_id));
     let _ = writeln!(
         out,
         "{:<11} {:<12} {:>8}  {:<20}  {:<20}  DETAIL",
@@ -69,9 +71,11 @@ fn render_text(dir: &Path, word: &str, state: Option<&State>) -> String {
             phase.name(),
             outcome,
             r.attempts,
-            r.started_at.as_deref().unwrap_or("-"),
-            r.finished_at.as_deref().unwrap_or("-"),
-            r.detail.as_deref().unwrap_or("")
+            shown(r.started_at.as_deref().unwrap_or("-")),
+            shown(r.finished_at.as_deref().unwrap_or("-")),
+            // The file may have been edited by hand or be from an older
+            // version: its text is shown like any outside text.
+            shown(r.detail.as_deref().unwrap_or(""))
         );
     }
     out

@@ -2,7 +2,6 @@
 //! a valid one looks like, and how it is kept out of every log line.
 
 use std::fmt;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -10,13 +9,15 @@ use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
 use crate::exit::Exit;
+use crate::untrusted::{self, Alphabet};
 
 /// Name of the systemd credential (`LoadCredential=kubeconfig-bearer:…`).
 pub(crate) const CREDENTIAL: &str = "kubeconfig-bearer";
 const TOKEN_LEN: usize = 64;
 
 /// The token. Debug and Display print `<redacted>`; the only way to the
-/// characters is [`BearerToken::header_value`].
+/// characters is [`BearerToken::header_value`]. Reading it registers it with
+/// [`untrusted`], so no outside text that repeats it is ever shown.
 pub(crate) struct BearerToken {
     value: Zeroizing<String>,
     source: PathBuf,
@@ -47,11 +48,8 @@ impl BearerToken {
     }
 
     fn read(path: &Path, from_credential: bool) -> anyhow::Result<Self> {
-        let mut file = std::fs::File::open(path).context("cannot open")?;
-        let meta = file.metadata().context("cannot stat")?;
-        if !meta.is_file() {
-            bail!("is not a regular file");
-        }
+        // One trailing newline (and a CR before it) is allowed.
+        let (raw, meta) = crate::file::read(path, TOKEN_LEN + 2)?;
         if !from_credential && meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(
                 "bearer token file {} is readable by group or others (mode {:o}); make it 0600",
@@ -59,12 +57,6 @@ impl BearerToken {
                 meta.permissions().mode() & 0o777
             );
         }
-        // Sized up front and capped: no reallocation leaves a copy behind.
-        let mut raw = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + 2));
-        (&mut file)
-            .take(TOKEN_LEN as u64 + 2)
-            .read_to_end(&mut raw)
-            .context("cannot read")?;
         let text = raw.strip_suffix(b"\n").unwrap_or(&raw);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.iter().all(u8::is_ascii_whitespace) {
@@ -81,6 +73,7 @@ impl BearerToken {
         }
         let mut value = Zeroizing::new(String::with_capacity(TOKEN_LEN));
         value.push_str(std::str::from_utf8(text).expect("checked hex"));
+        untrusted::register(Alphabet::Hex, value.as_bytes());
         Ok(BearerToken {
             value,
             source: path.to_path_buf(),
@@ -101,12 +94,6 @@ impl BearerToken {
         let mut header = http::HeaderValue::from_str(&value).expect("hex is a valid header value");
         header.set_sensitive(true);
         header
-    }
-
-    /// The characters, only to check that text a server sent back does not
-    /// repeat them (`api::repeats_secret`).
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.value.as_bytes()
     }
 }
 

@@ -1,0 +1,109 @@
+//! Reading an input file (configuration, drop-ins, the token, the
+//! kubeconfig, a CA bundle, a client certificate or key) the one safe way:
+//! opened without blocking, checked on the opened descriptor to be a regular
+//! file, and read up to a hard cap. A FIFO would block the runtime thread in
+//! `open` (neither the deadline nor SIGTERM would work any more), and a
+//! character device such as /dev/zero reports size 0 and never ends.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FileError {
+    #[error("does not exist")]
+    Missing,
+    #[error("is {0}, not a regular file")]
+    NotRegular(&'static str),
+    #[error("is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("cannot be read: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The file's bytes (zeroized when dropped: some inputs hold secrets) and
+/// its metadata as seen on the opened descriptor.
+pub(crate) fn read(path: &Path, cap: usize) -> Result<(Zeroizing<Vec<u8>>, Metadata), FileError> {
+    let mut file = open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err(FileError::NotRegular(what));
+    }
+    if meta.len() > cap as u64 {
+        return Err(FileError::TooLarge(cap));
+    }
+    // Room for the whole file up front: no reallocation leaves a copy of a
+    // secret behind, and no small probe read goes through a stack buffer.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 64));
+    (&mut file).take(cap as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > cap {
+        return Err(FileError::TooLarge(cap));
+    }
+    Ok((bytes, meta))
+}
+
+fn open(path: &Path) -> Result<File, FileError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => FileError::Missing,
+            _ => FileError::Io(e),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regular_files_are_read_within_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello").unwrap();
+        assert_eq!(&read(&path, 5).unwrap().0[..], b"hello");
+        assert!(matches!(read(&path, 4), Err(FileError::TooLarge(4))));
+        assert!(matches!(
+            read(&dir.path().join("none"), 4),
+            Err(FileError::Missing)
+        ));
+    }
+
+    #[test]
+    fn fifos_devices_and_directories_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // Without O_NONBLOCK this open would wait for a writer forever.
+        let err = read(&fifo, 1024).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "is a FIFO (named pipe), not a regular file"
+        );
+        let err = read(Path::new("/dev/zero"), 1024).unwrap_err();
+        assert_eq!(err.to_string(), "is a character device, not a regular file");
+        let err = read(dir.path(), 1024).unwrap_err();
+        assert_eq!(err.to_string(), "is a directory, not a regular file");
+    }
+}
