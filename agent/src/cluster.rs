@@ -185,15 +185,22 @@ impl Cluster {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, KubeError> {
-        self.send_with(&self.http, method, path, body).await
+        self.send_with(
+            &self.http,
+            method,
+            path,
+            body.map(|b| ("application/json", b)),
+        )
+        .await
     }
 
+    /// `body` goes with its content type.
     async fn send_with(
         &self,
         client: &reqwest::Client,
         method: Method,
         path: &str,
-        body: Option<Bytes>,
+        body: Option<(&str, Bytes)>,
     ) -> Result<Bytes, KubeError> {
         let transport = |error: reqwest::Error| KubeError::Transport {
             method: method.clone(),
@@ -203,8 +210,8 @@ impl Cluster {
         let mut req = client
             .request(method.clone(), format!("{}{path}", self.base))
             .header("Accept", "application/json");
-        if let Some(body) = body {
-            req = req.header("Content-Type", "application/json").body(body);
+        if let Some((content_type, body)) = body {
+            req = req.header("Content-Type", content_type).body(body);
         }
         let mut res = req.send().await.map_err(transport)?;
         let status = res.status();
@@ -260,6 +267,19 @@ impl Cluster {
     /// resourceVersion (409 Conflict when that is stale).
     pub(crate) async fn put(&self, path: &str, body: Bytes) -> Result<Bytes, KubeError> {
         self.send(Method::PUT, path, Some(body)).await
+    }
+
+    /// A JSON merge patch (RFC 7386) of the object at `path`: only the fields
+    /// `body` names change; a `metadata.resourceVersion` in it makes the
+    /// patch conditional (409 Conflict when that is stale).
+    pub(crate) async fn merge_patch(&self, path: &str, body: Bytes) -> Result<Bytes, KubeError> {
+        self.send_with(
+            &self.http,
+            Method::PATCH,
+            path,
+            Some(("application/merge-patch+json", body)),
+        )
+        .await
     }
 
     /// POSTs `body` to the collection at `path`; never updates an existing object.

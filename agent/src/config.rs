@@ -50,6 +50,10 @@ const KEYS: &[&str] = &[
     "retry.overloaded_delay",
 ];
 
+/// Tables that may also be set to a scalar (`seed.helm_release: none`); a
+/// later layer's scalar replaces an earlier table and the other way round.
+const SCALAR_OR_TABLE: &[&str] = &["seed.helm_release"];
+
 /// Where the public address comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AddressSource {
@@ -90,8 +94,10 @@ pub(crate) struct SeedTarget {
     pub(crate) name: String,
     pub(crate) key: String,
     pub(crate) marker: String,
-    /// The Helm release that renders this Secret in newer bp-openbao charts;
-    /// with it the Secret carries the ownership metadata Helm needs to adopt it.
+    /// The Helm release that renders this Secret (bp-openbao 1.2.x: release
+    /// `openbao` in `openbao`, the default); the Secret carries the ownership
+    /// metadata Helm needs to adopt it. `None` (`seed.helm_release: none`):
+    /// no metadata, for charts that do not render the Secret.
     pub(crate) helm_release: Option<HelmRelease>,
 }
 
@@ -249,7 +255,9 @@ impl Layers {
             }
             match value {
                 Value::Object(inner) if is_table(&path) => self.merge(&path, inner, origin)?,
-                _ if is_table(&path) => bail!("{origin}: `{path}` must be a mapping"),
+                _ if is_table(&path) && !SCALAR_OR_TABLE.contains(&path.as_str()) => {
+                    bail!("{origin}: `{path}` must be a mapping")
+                }
                 value => self.set(&path, value, origin),
             }
         }
@@ -264,11 +272,12 @@ impl Layers {
                 map.insert(part.to_string(), value);
                 break;
             }
-            map = map
-                .entry(part)
-                .or_insert_with(|| Value::Object(Map::new()))
-                .as_object_mut()
-                .expect("tables are only ever objects");
+            let entry = map.entry(part).or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                // A scalar from an earlier layer (see SCALAR_OR_TABLE) gives way.
+                *entry = Value::Object(Map::new());
+            }
+            map = entry.as_object_mut().expect("made an object above");
         }
         self.origin.insert(path.to_string(), origin.to_string());
     }
@@ -401,11 +410,24 @@ impl Layers {
                 key: self.parsed("seed.key", Some("recovery-seed"), secret_key)?,
                 marker: self.parsed("seed.marker", Some("openbao-init-marker"), dns_subdomain)?,
                 helm_release: match self.get("seed.helm_release") {
-                    None | Some(Value::Null) => None,
-                    Some(_) => Some(HelmRelease {
+                    // Today's kit: bootstrap-kit slot 08 installs bp-openbao
+                    // as release `openbao` into namespace `openbao`.
+                    None => Some(HelmRelease {
+                        name: "openbao".into(),
+                        namespace: "openbao".into(),
+                    }),
+                    Some(Value::String(s)) if s == "none" => None,
+                    Some(Value::Object(_)) => Some(HelmRelease {
                         name: self.parsed("seed.helm_release.name", None, helm_release_name)?,
                         namespace: self.parsed("seed.helm_release.namespace", None, dns_label)?,
                     }),
+                    Some(other) => bail!(
+                        "{}: invalid `seed.helm_release`: {other} is neither `none` (no Helm \
+                         ownership metadata on the seed Secret) nor a mapping with `name` and \
+                         `namespace` (the release that renders it; leave the key out for \
+                         release openbao in namespace openbao)",
+                        self.origin("seed.helm_release")
+                    ),
                 },
             },
             retry,
@@ -642,9 +664,12 @@ pub(crate) fn render(config: &Config, token_source: &Path) -> String {
     match &config.seed.helm_release {
         Some(r) => line(
             "seed.helm_release",
-            &format_args!("{} in namespace {}", r.name, r.namespace),
+            &format_args!(
+                "{} in namespace {} (the seed Secret carries Helm ownership metadata for it)",
+                r.name, r.namespace
+            ),
         ),
-        None => line("seed.helm_release", &"(none: no Helm ownership metadata)"),
+        None => line("seed.helm_release", &"none (no Helm ownership metadata)"),
     }
     line(
         "retry.initial_delay",
@@ -791,18 +816,21 @@ mod tests {
     }
 
     #[test]
-    fn helm_release_is_off_by_default_and_needs_both_fields() {
+    fn helm_release_defaults_to_todays_openbao_release() {
         let (_dir, file) = setup(MINIMAL, &[]);
         assert_eq!(
             load(Some(&file), &Overrides::default())
                 .unwrap()
                 .seed
                 .helm_release,
-            None
+            Some(HelmRelease {
+                name: "openbao".into(),
+                namespace: "openbao".into()
+            })
         );
         let (_dir, file) = setup(
             &format!(
-                "{MINIMAL}seed:\n  helm_release:\n    name: bp-openbao\n    namespace: openbao\n"
+                "{MINIMAL}seed:\n  helm_release:\n    name: bp-openbao\n    namespace: flux-system\n"
             ),
             &[],
         );
@@ -811,7 +839,7 @@ mod tests {
             c.seed.helm_release,
             Some(HelmRelease {
                 name: "bp-openbao".into(),
-                namespace: "openbao".into()
+                namespace: "flux-system".into()
             })
         );
         let msg = load_err(&format!(
@@ -821,11 +849,44 @@ mod tests {
             msg.contains("missing required key `seed.helm_release.namespace`"),
             "{msg}"
         );
-        let msg = load_err(&format!("{MINIMAL}seed:\n  helm_release: bp-openbao\n"));
+    }
+
+    #[test]
+    fn helm_release_none_turns_the_metadata_off() {
+        let (_dir, file) = setup(&format!("{MINIMAL}seed:\n  helm_release: none\n"), &[]);
+        let c = load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.seed.helm_release, None);
+        let text = render(&c, Path::new("/t"));
         assert!(
-            msg.contains("`seed.helm_release` must be a mapping"),
-            "{msg}"
+            text.contains("seed.helm_release: none (no Helm ownership metadata)"),
+            "{text}"
         );
+        // Layers: a drop-in's table replaces an earlier `none`, and back.
+        let table = "seed:\n  helm_release:\n    name: x\n    namespace: kit\n";
+        let (_dir, file) = setup(
+            &format!("{MINIMAL}seed:\n  helm_release: none\n"),
+            &[("10-table.yaml", table)],
+        );
+        let c = load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.seed.helm_release.unwrap().name, "x");
+        let (_dir, file) = setup(
+            &format!("{MINIMAL}{table}"),
+            &[("10-none.yaml", "seed:\n  helm_release: none\n")],
+        );
+        let c = load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.seed.helm_release, None);
+    }
+
+    #[test]
+    fn helm_release_refuses_other_scalars() {
+        for bad in ["bp-openbao", "false", "\"\"", "~", "None"] {
+            let msg = load_err(&format!("{MINIMAL}seed:\n  helm_release: {bad}\n"));
+            assert!(
+                msg.contains("config.yaml: invalid `seed.helm_release`")
+                    && msg.contains("is neither `none`"),
+                "{bad}: {msg}"
+            );
+        }
     }
 
     #[test]

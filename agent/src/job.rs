@@ -19,7 +19,7 @@ use crate::metadata::Metadata;
 use crate::notify::Notifier;
 use crate::preflight::{self, Check, Passed};
 use crate::retry::{Progress, RetryPolicy, retry};
-use crate::seed::{self, SeedOutcome};
+use crate::seed::{self, Ownership, SeedOutcome};
 use crate::state::{Outcome, Phase, Store, now};
 
 /// Reports one phase's attempts to systemd, the journal and the state file.
@@ -463,13 +463,36 @@ impl Job<'_> {
                     target.namespace, target.name
                 ),
             ),
-            SeedOutcome::Kept => (
-                Event::SeedKept,
-                format!(
+            SeedOutcome::Kept(ownership) => {
+                let kept = format!(
                     "Secret {}/{} already holds a seed; kept it unchanged",
                     target.namespace, target.name
-                ),
-            ),
+                );
+                let release = target
+                    .helm_release
+                    .as_ref()
+                    .map(|r| format!("{}/{}", r.name, r.namespace))
+                    .unwrap_or_default();
+                let text = match ownership {
+                    Ownership::Unchanged => kept,
+                    Ownership::Added => {
+                        format!("{kept}; added Helm ownership metadata for release {release}")
+                    }
+                    Ownership::Foreign(owner) => {
+                        tracing::warn!(
+                            "Secret {}/{} names {owner} as its owner: Helm will refuse to install \
+                             release {release} over it until someone decides which release owns it \
+                             (or sets `seed.helm_release`); not taking it over",
+                            target.namespace,
+                            target.name
+                        );
+                        format!(
+                            "{kept}; left its ownership alone (it belongs to {owner}, not {release})"
+                        )
+                    }
+                };
+                (Event::SeedKept, text)
+            }
             SeedOutcome::Skipped => (
                 Event::SeedSkipped,
                 format!(

@@ -1,6 +1,13 @@
 //! The OpenBao recovery seed: 32 bytes from the kernel CSPRNG, written once
 //! as a Secret with create (never apply, never update), and never anywhere
 //! but locked memory on its way there.
+//!
+//! The Secret carries Helm's ownership metadata for the configured release
+//! (`openbao` in `openbao` by default), so the bp-openbao chart, which
+//! renders the same Secret, adopts it instead of refusing to install. A
+//! Secret that already exists without that metadata gets it added with a
+//! JSON merge patch that names only the three metadata keys (so `data`
+//! cannot change); its value is never rewritten.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -13,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::cluster::{Cluster, Created, KubeError};
-use crate::config::SeedTarget;
+use crate::config::{HelmRelease, SeedTarget};
 use crate::exit::Exit;
 use crate::locked::LockedBuf;
 use crate::retry::{Classify, Verdict};
@@ -25,14 +32,34 @@ const SEED_TEXT: usize = 44;
 /// `data` values are base64 again on the wire.
 const SEED_WIRE: usize = 60;
 pub(crate) const SINGLE_USE_ANNOTATION: &str = "openbao.openova.io/single-use";
+const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+const MANAGED_BY_HELM: &str = "Helm";
+const RELEASE_NAME_ANNOTATION: &str = "meta.helm.sh/release-name";
+const RELEASE_NAMESPACE_ANNOTATION: &str = "meta.helm.sh/release-namespace";
+/// Merge patches that lose the race with another writer, read again and resent.
+const PATCH_TRIES: usize = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SeedOutcome {
     Written,
-    /// A Secret was already there (ours from an earlier attempt, or a peer's).
-    Kept,
+    /// A Secret was already there (ours from an earlier attempt, or a
+    /// peer's); its value is kept, its Helm ownership as described.
+    Kept(Ownership),
     /// OpenBao's init marker exists: it is initialised and needs no seed.
     Skipped,
+}
+
+/// What became of the Helm ownership metadata of a Secret that was kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// Nothing to do: adoption is off, or the metadata is already there.
+    Unchanged,
+    /// The metadata was missing (all or part) and was added.
+    Added,
+    /// Another owner is named (another release, or another manager): left
+    /// alone, since Helm would refuse either way and taking it over is a
+    /// human's decision. The text says who.
+    Foreign(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +106,9 @@ pub(crate) fn secret_body(target: &SeedTarget) -> anyhow::Result<Bytes> {
     });
     if let Some(release) = &target.helm_release {
         // What Helm checks before it adopts an existing object (and keeps its value).
-        metadata["labels"] = json!({ "app.kubernetes.io/managed-by": "Helm" });
-        metadata["annotations"]["meta.helm.sh/release-name"] = release.name.as_str().into();
-        metadata["annotations"]["meta.helm.sh/release-namespace"] =
-            release.namespace.as_str().into();
+        metadata["labels"] = json!({ MANAGED_BY_LABEL: MANAGED_BY_HELM });
+        metadata["annotations"][RELEASE_NAME_ANNOTATION] = release.name.as_str().into();
+        metadata["annotations"][RELEASE_NAMESPACE_ANNOTATION] = release.namespace.as_str().into();
     }
     let head = format!(
         r#"{{"apiVersion":"v1","kind":"Secret","metadata":{metadata},"type":"Opaque","data":{{{}:""#,
@@ -143,40 +169,144 @@ pub(crate) async fn ensure(
         .create("/api/v1/namespaces", Bytes::from(namespace.to_string()))
         .await?;
     let collection = format!("/api/v1/namespaces/{}/secrets", target.namespace);
-    match cluster.create(&collection, body.clone()).await? {
-        Created::New => Ok(SeedOutcome::Written),
-        Created::AlreadyExists => {
-            let existing = cluster
-                .get(&secret_path(&target.namespace, &target.name))
-                .await?;
-            if existing.as_deref().is_some_and(|b| has_key(b, &target.key)) {
-                Ok(SeedOutcome::Kept)
-            } else {
-                Err(SeedError::ExistsWithoutKey {
-                    namespace: target.namespace.clone(),
-                    name: target.name.clone(),
-                    key: target.key.clone(),
-                })
-            }
+    if cluster.create(&collection, body.clone()).await? == Created::New {
+        return Ok(SeedOutcome::Written);
+    }
+    let path = secret_path(&target.namespace, &target.name);
+    let mut tries = 0;
+    loop {
+        // The answer holds the seed: it is only ever borrowed from, and the
+        // allocator wipes the buffer when it is dropped.
+        let response = cluster.get(&path).await?;
+        let Some(existing) = response.as_deref().and_then(|b| view(b, &target.key)) else {
+            return Err(SeedError::ExistsWithoutKey {
+                namespace: target.namespace.clone(),
+                name: target.name.clone(),
+                key: target.key.clone(),
+            });
+        };
+        let Some(release) = &target.helm_release else {
+            return Ok(SeedOutcome::Kept(Ownership::Unchanged));
+        };
+        match existing.ownership(release) {
+            Needs::Nothing => return Ok(SeedOutcome::Kept(Ownership::Unchanged)),
+            Needs::LeaveAlone(owner) => return Ok(SeedOutcome::Kept(Ownership::Foreign(owner))),
+            Needs::Patch => {}
+        }
+        let patch = ownership_patch(release, &existing.resource_version);
+        drop(existing);
+        drop(response);
+        tries += 1;
+        match cluster.merge_patch(&path, patch).await {
+            Ok(_) => return Ok(SeedOutcome::Kept(Ownership::Added)),
+            // Changed since we read it: read it again and decide again.
+            Err(KubeError::Status {
+                code: 409, reason, ..
+            }) if reason == "Conflict" && tries < PATCH_TRIES => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// Whether a Secret's JSON has a non-empty `data[key]` (or `stringData`).
-/// Values are borrowed, never copied out.
-fn has_key(secret: &[u8], key: &str) -> bool {
+/// The merge patch that gives an existing Secret Helm's ownership metadata.
+/// It names the three keys and the resourceVersion just read, nothing else:
+/// a merge patch changes only the fields it names, so `data` (and every
+/// other label and annotation) stays as it is, and a Secret changed since
+/// it was read is refused with 409 instead of being patched blind.
+fn ownership_patch(release: &HelmRelease, resource_version: &str) -> Bytes {
+    Bytes::from(
+        json!({"metadata": {
+            "resourceVersion": resource_version,
+            "labels": { MANAGED_BY_LABEL: MANAGED_BY_HELM },
+            "annotations": {
+                RELEASE_NAME_ANNOTATION: release.name,
+                RELEASE_NAMESPACE_ANNOTATION: release.namespace,
+            },
+        }})
+        .to_string(),
+    )
+}
+
+/// What an existing Secret needs for Helm to adopt it into a release.
+#[derive(Debug, PartialEq, Eq)]
+enum Needs {
+    Nothing,
+    Patch,
+    /// Someone else is named as its owner (described).
+    LeaveAlone(String),
+}
+
+/// An existing Secret's non-secret metadata, once it is known to hold the seed.
+#[derive(Debug)]
+struct Existing<'a> {
+    resource_version: String,
+    labels: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    annotations: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+impl Existing<'_> {
+    fn ownership(&self, release: &HelmRelease) -> Needs {
+        let label = |k: &str| self.labels.get(k).map(|v| v.as_ref());
+        let annotation = |k: &str| self.annotations.get(k).map(|v| v.as_ref());
+        let managed_by = label(MANAGED_BY_LABEL);
+        let name = annotation(RELEASE_NAME_ANNOTATION);
+        let namespace = annotation(RELEASE_NAMESPACE_ANNOTATION);
+        let ours = (release.name.as_str(), release.namespace.as_str());
+        if managed_by == Some(MANAGED_BY_HELM) && (name, namespace) == (Some(ours.0), Some(ours.1))
+        {
+            return Needs::Nothing;
+        }
+        if name.is_some_and(|n| n != ours.0) || namespace.is_some_and(|n| n != ours.1) {
+            return Needs::LeaveAlone(format!(
+                "Helm release {}/{}",
+                name.unwrap_or("?"),
+                namespace.unwrap_or("?")
+            ));
+        }
+        match managed_by {
+            Some(other) if other != MANAGED_BY_HELM => {
+                Needs::LeaveAlone(format!("{MANAGED_BY_LABEL}={other}"))
+            }
+            _ => Needs::Patch,
+        }
+    }
+}
+
+/// A Secret's metadata, when its JSON has a non-empty `data[key]`. Values
+/// are borrowed, never copied out; only the metadata is kept.
+fn view<'a>(secret: &'a [u8], key: &str) -> Option<Existing<'a>> {
     #[derive(Deserialize)]
     struct View<'a> {
         #[serde(borrow, default)]
+        metadata: Metadata<'a>,
+        #[serde(borrow, default)]
         data: BTreeMap<Cow<'a, str>, Option<Cow<'a, str>>>,
     }
-    serde_json::from_slice::<View>(secret)
-        .map(|v| {
-            v.data
-                .get(key)
-                .is_some_and(|value| value.as_deref().is_some_and(|s| !s.is_empty()))
-        })
-        .unwrap_or(false)
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Metadata<'a> {
+        #[serde(default)]
+        resource_version: String,
+        #[serde(borrow, default)]
+        labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+        #[serde(borrow, default)]
+        annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    }
+    let v = serde_json::from_slice::<View>(secret).ok()?;
+    let present = v
+        .data
+        .get(key)
+        .is_some_and(|value| value.as_deref().is_some_and(|s| !s.is_empty()));
+    present.then(|| Existing {
+        resource_version: v.metadata.resource_version,
+        labels: v.metadata.labels.unwrap_or_default(),
+        annotations: v.metadata.annotations.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+fn has_key(secret: &[u8], key: &str) -> bool {
+    view(secret, key).is_some()
 }
 
 #[cfg(test)]
@@ -254,6 +384,89 @@ mod tests {
         let (_, b) = decode(&secret_body(&target()).unwrap());
         assert_ne!(a, b);
         assert!(a.iter().any(|&x| x != 0));
+    }
+
+    fn release(name: &str, namespace: &str) -> HelmRelease {
+        HelmRelease {
+            name: name.into(),
+            namespace: namespace.into(),
+        }
+    }
+
+    fn needs(secret: serde_json::Value) -> Needs {
+        let text = secret.to_string();
+        view(text.as_bytes(), "recovery-seed")
+            .expect("holds the key")
+            .ownership(&release("openbao", "openbao"))
+    }
+
+    fn secret(metadata: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": metadata, "data": {"recovery-seed": "QUFB"}})
+    }
+
+    #[test]
+    fn what_an_existing_secret_needs_for_adoption() {
+        let owned = json!({
+            "resourceVersion": "7",
+            "labels": {"app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {"meta.helm.sh/release-name": "openbao", "meta.helm.sh/release-namespace": "openbao"},
+        });
+        assert_eq!(needs(secret(owned)), Needs::Nothing);
+        assert_eq!(needs(secret(json!({"resourceVersion": "7"}))), Needs::Patch);
+        assert_eq!(
+            needs(secret(json!({"labels": {}, "annotations": {"x": "y"}}))),
+            Needs::Patch
+        );
+        assert_eq!(
+            needs(secret(
+                json!({"annotations": {"meta.helm.sh/release-name": "openbao"}})
+            )),
+            Needs::Patch,
+            "part of ours"
+        );
+        assert_eq!(
+            needs(secret(
+                json!({"annotations": {"meta.helm.sh/release-name": "bp-openbao"}})
+            )),
+            Needs::LeaveAlone("Helm release bp-openbao/?".into())
+        );
+        assert_eq!(
+            needs(secret(json!({
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "openbao", "meta.helm.sh/release-namespace": "flux-system"},
+            }))),
+            Needs::LeaveAlone("Helm release openbao/flux-system".into())
+        );
+        assert_eq!(
+            needs(secret(
+                json!({"labels": {"app.kubernetes.io/managed-by": "kustomize"}})
+            )),
+            Needs::LeaveAlone("app.kubernetes.io/managed-by=kustomize".into())
+        );
+    }
+
+    #[test]
+    fn ownership_patch_names_only_metadata() {
+        let patch = ownership_patch(&release("openbao", "openbao"), "42");
+        let v: serde_json::Value = serde_json::from_slice(&patch).unwrap();
+        assert_eq!(
+            v,
+            json!({"metadata": {
+                "resourceVersion": "42",
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "openbao", "meta.helm.sh/release-namespace": "openbao"},
+            }})
+        );
+    }
+
+    #[test]
+    fn view_reads_metadata_without_the_value() {
+        let text = secret(json!({"resourceVersion": "9", "labels": {"a": "b"}})).to_string();
+        let v = view(text.as_bytes(), "recovery-seed").unwrap();
+        assert_eq!(v.resource_version, "9");
+        assert_eq!(v.labels.get("a").map(|c| c.as_ref()), Some("b"));
+        assert!(v.annotations.is_empty());
+        assert!(!format!("{v:?}").contains("QUFB"));
     }
 
     #[test]

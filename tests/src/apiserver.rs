@@ -1,7 +1,8 @@
 //! A fake Kubernetes API server with the behaviour the agent depends on:
 //! TLS with client-certificate auth, `/readyz` and `/healthz`, namespaces
-//! and Secrets (create, get, delete), Terminating namespaces, and
-//! `metav1.Status` errors with the real reasons, messages and codes.
+//! and Secrets (create, get, JSON merge patch, delete), Terminating
+//! namespaces, `managedFields` on Secrets, and `metav1.Status` errors with
+//! the real reasons, messages and codes.
 //! Faults are scripted per request.
 
 use std::collections::BTreeMap;
@@ -200,6 +201,36 @@ users:
         self.insert(&format!("/api/v1/namespaces/{name}"), ns);
     }
 
+    /// `GET path` over HTTPS with the admin client certificate, as any
+    /// client of the API server sends it: the status code and the body
+    /// exactly as it came over the wire.
+    pub async fn fetch(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(self.addr()).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(self.pki.client_config());
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json\r\n\
+             User-Agent: curl/8.5.0\r\nConnection: close\r\n\r\n",
+            self.addr().port()
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        // A server may close without close_notify; what arrived is the answer.
+        let _ = tls.read_to_end(&mut response).await;
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (code, body.to_string())
+    }
+
     pub fn object(&self, path: &str) -> Option<Value> {
         self.lock().objects.get(path).cloned()
     }
@@ -278,6 +309,19 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let content_type = header(http::header::CONTENT_TYPE);
+    // The API server's default field manager: the user agent up to its first '/'.
+    let manager = match header(http::header::USER_AGENT).split('/').next() {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => "unknown".to_string(),
+    };
     let body: Option<Value> = serde_json::from_slice(req.body()).ok();
     let fault = {
         let mut c = state.lock().unwrap();
@@ -309,7 +353,11 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
     };
     let (code, value) = {
         let mut c = state.lock().unwrap();
-        route(&mut c, &method, &path, req.body(), body)
+        let req_info = Req {
+            content_type: &content_type,
+            manager: &manager,
+        };
+        route(&mut c, &method, &path, req.body(), body, &req_info)
     };
     if drop_after {
         return None;
@@ -339,12 +387,20 @@ fn not_found(kind: &str, name: &str) -> (u16, Value) {
     )
 }
 
+/// What `route` needs from the request's headers.
+struct Req<'a> {
+    content_type: &'a str,
+    /// The field manager `managedFields` records.
+    manager: &'a str,
+}
+
 fn route(
     c: &mut Cluster,
     method: &Method,
     path: &str,
     raw: &[u8],
     body: Option<Value>,
+    req: &Req,
 ) -> (u16, Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
@@ -454,6 +510,7 @@ fn route(
                     ),
                 );
             }
+            let fields = fields_v1(&obj);
             create(
                 c,
                 &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
@@ -464,10 +521,14 @@ fn route(
                     if o.get("type").is_none() {
                         o["type"] = "Opaque".into();
                     }
+                    o["metadata"]["managedFields"] = json!([managed_entry(req.manager, fields)]);
                 },
             )
         }
         ("GET", ["api", "v1", "namespaces", _, "secrets", name]) => get(c, path, "secrets", name),
+        ("PATCH", ["api", "v1", "namespaces", _, "secrets", name]) => {
+            patch_secret(c, path, name, raw, req)
+        }
         (
             "POST",
             [
@@ -668,5 +729,284 @@ fn get(c: &Cluster, key: &str, kind: &str, name: &str) -> (u16, Value) {
     match c.objects.get(key) {
         Some(obj) => (200, obj.clone()),
         None => not_found(kind, name),
+    }
+}
+
+fn conflict(kind: &str, name: &str) -> (u16, Value) {
+    let msg = format!(
+        "Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified; \
+         please apply your changes to the latest version and try again"
+    );
+    (
+        409,
+        status(409, "Conflict", &msg, json!({"name": name, "kind": kind})),
+    )
+}
+
+/// `PATCH` of a Secret as the API server does it for
+/// `application/merge-patch+json` (RFC 7386): the patch is merged into the
+/// stored object, a `metadata.resourceVersion` in it is a precondition
+/// (stale: 409 Conflict), and the version only moves when something
+/// changed. Strategic merge and JSON patch are not implemented (415, as for
+/// any media type the server does not accept).
+fn patch_secret(c: &mut Cluster, key: &str, name: &str, raw: &[u8], req: &Req) -> (u16, Value) {
+    let media_type = req.content_type.split(';').next().unwrap_or("").trim();
+    if media_type != "application/merge-patch+json" {
+        return (
+            415,
+            status(
+                415,
+                "UnsupportedMediaType",
+                &format!(
+                    "the body of the request was in an unknown format - accepted media types include: \
+                     application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml \
+                     (this fake: application/merge-patch+json only; got {media_type:?})"
+                ),
+                json!({}),
+            ),
+        );
+    }
+    let Some(stored) = c.objects.get(key) else {
+        return not_found("secrets", name);
+    };
+    let Ok(patch) = serde_json::from_slice::<Value>(raw) else {
+        return bad_request();
+    };
+    if !patch.is_object() {
+        return bad_request();
+    }
+    let given = &patch["metadata"]["resourceVersion"];
+    if !given.is_null() && *given != stored["metadata"]["resourceVersion"] {
+        return conflict("secrets", name);
+    }
+    let mut merged = stored.clone();
+    merge_patch(&mut merged, &patch);
+    for field in ["name", "namespace", "uid"] {
+        if merged["metadata"][field] != stored["metadata"][field] {
+            return (
+                400,
+                status(
+                    400,
+                    "BadRequest",
+                    &format!("metadata.{field} cannot be changed by a patch"),
+                    json!({}),
+                ),
+            );
+        }
+    }
+    let valid = merged["data"].as_object().is_none_or(|d| {
+        d.values()
+            .all(|v| v.as_str().is_some_and(|s| STANDARD.decode(s).is_ok()))
+    });
+    if !valid {
+        return (
+            400,
+            status(
+                400,
+                "BadRequest",
+                "illegal base64 data in Secret data",
+                json!({}),
+            ),
+        );
+    }
+    if merged == *stored {
+        return (200, merged);
+    }
+    // The patch's fields now belong to the patching manager.
+    let mut fields = patch.clone();
+    if let Some(meta) = fields["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
+    let entry = managed_entry(req.manager, fields_v1(&fields));
+    match merged["metadata"]["managedFields"].as_array_mut() {
+        Some(entries) => entries.push(entry),
+        None => merged["metadata"]["managedFields"] = json!([entry]),
+    }
+    c.resource_version += 1;
+    merged["metadata"]["resourceVersion"] = c.resource_version.to_string().into();
+    c.objects.insert(key.to_string(), merged.clone());
+    (200, merged)
+}
+
+/// RFC 7386 MergePatch: objects merge key by key, `null` removes a key,
+/// anything else replaces the target.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(patch) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// A `managedFields` entry as the API server writes it for a create or an
+/// update (patches are updates).
+fn managed_entry(manager: &str, fields: Value) -> Value {
+    json!({"manager": manager, "operation": "Update", "apiVersion": "v1",
+           "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields})
+}
+
+/// The `fieldsV1` set of an object: `f:<key>` for every field set, `"."`
+/// for a map that is itself a field; identity fields are not tracked.
+fn fields_v1(obj: &Value) -> Value {
+    fn walk(value: &Value, top: bool) -> Value {
+        let mut set = serde_json::Map::new();
+        if let Some(map) = value.as_object() {
+            if !top {
+                set.insert(".".into(), json!({}));
+            }
+            for (k, v) in map {
+                set.insert(format!("f:{k}"), walk(v, false));
+            }
+        }
+        Value::Object(set)
+    }
+    let mut set = serde_json::Map::new();
+    for (k, v) in obj.as_object().into_iter().flatten() {
+        match k.as_str() {
+            "apiVersion" | "kind" | "status" => {}
+            "metadata" => {
+                let mut meta = serde_json::Map::new();
+                for (mk, mv) in v.as_object().into_iter().flatten() {
+                    if ["labels", "annotations", "finalizers", "ownerReferences"]
+                        .contains(&mk.as_str())
+                    {
+                        meta.insert(format!("f:{mk}"), walk(mv, false));
+                    }
+                }
+                if !meta.is_empty() {
+                    set.insert("f:metadata".into(), Value::Object(meta));
+                }
+            }
+            _ => {
+                set.insert(format!("f:{k}"), walk(v, false));
+            }
+        }
+    }
+    Value::Object(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        // The RFC's example (section 3).
+        let mut target = json!({"title": "Goodbye!", "author": {"givenName": "John", "familyName": "Doe"},
+                                "tags": ["example", "sample"], "content": "This will be unchanged"});
+        let patch = json!({"title": "Hello!", "phoneNumber": "+01-123-456-7890",
+                           "author": {"familyName": null}, "tags": ["example"]});
+        merge_patch(&mut target, &patch);
+        assert_eq!(
+            target,
+            json!({"title": "Hello!", "author": {"givenName": "John"}, "tags": ["example"],
+                   "content": "This will be unchanged", "phoneNumber": "+01-123-456-7890"})
+        );
+        let mut target = json!({"a": "b"});
+        merge_patch(&mut target, &json!({"a": {"b": "c"}}));
+        assert_eq!(target, json!({"a": {"b": "c"}}));
+    }
+
+    const SECRET: &str = "/api/v1/namespaces/openbao/secrets/s";
+
+    fn patch(c: &mut Cluster, content_type: &str, body: &str) -> (u16, Value) {
+        let req = Req {
+            content_type,
+            manager: "catalyst-bootstrap",
+        };
+        let parsed = serde_json::from_str(body).ok();
+        route(c, &Method::PATCH, SECRET, body.as_bytes(), parsed, &req)
+    }
+
+    fn cluster_with_secret() -> Cluster {
+        let mut c = Cluster::default();
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "s", "namespace": "openbao", "labels": {"keep": "me"}},
+            "data": {"recovery-seed": "QUFB"}});
+        let secret = c.stamp(secret);
+        c.objects.insert(SECRET.into(), secret);
+        c
+    }
+
+    const MERGE: &str = "application/merge-patch+json";
+
+    #[test]
+    fn merge_patch_of_a_secret() {
+        let mut c = cluster_with_secret();
+        let (code, obj) = patch(
+            &mut c,
+            MERGE,
+            r#"{"metadata":{"resourceVersion":"1","labels":{"app.kubernetes.io/managed-by":"Helm"}}}"#,
+        );
+        assert_eq!(code, 200, "{obj}");
+        assert_eq!(obj["metadata"]["resourceVersion"], "2");
+        assert_eq!(
+            obj["metadata"]["labels"],
+            json!({"keep": "me", "app.kubernetes.io/managed-by": "Helm"})
+        );
+        assert_eq!(obj["data"], json!({"recovery-seed": "QUFB"}));
+        assert_eq!(obj["metadata"]["uid"], c.objects[SECRET]["metadata"]["uid"]);
+        assert_eq!(
+            obj["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {".": {}, "f:app.kubernetes.io/managed-by": {}}}})
+        );
+        // The same patch again changes nothing, so the version stays.
+        let (code, obj) = patch(
+            &mut c,
+            MERGE,
+            r#"{"metadata":{"labels":{"app.kubernetes.io/managed-by":"Helm"}}}"#,
+        );
+        assert_eq!(
+            (code, &obj["metadata"]["resourceVersion"]),
+            (200, &json!("2"))
+        );
+    }
+
+    #[test]
+    fn merge_patch_refusals() {
+        let mut c = cluster_with_secret();
+        let stale = r#"{"metadata":{"resourceVersion":"0","labels":{"a":"b"}}}"#;
+        let (code, obj) = patch(&mut c, MERGE, stale);
+        assert_eq!((code, obj["reason"].as_str()), (409, Some("Conflict")));
+        let (code, obj) = patch(&mut c, "application/strategic-merge-patch+json", "{}");
+        assert_eq!(
+            (code, obj["reason"].as_str()),
+            (415, Some("UnsupportedMediaType"))
+        );
+        let (code, _) = patch(&mut c, "application/json", "{}");
+        assert_eq!(code, 415);
+        let (code, _) = patch(&mut c, MERGE, r#"{"data":{"recovery-seed":"not base64!"}}"#);
+        assert_eq!(code, 400);
+        let (code, _) = patch(&mut c, MERGE, r#"{"metadata":{"name":"other"}}"#);
+        assert_eq!(code, 400);
+        assert_eq!(
+            c.objects[SECRET]["metadata"]["resourceVersion"], "1",
+            "unchanged"
+        );
+        c.objects.clear();
+        let (code, obj) = patch(&mut c, MERGE, "{}");
+        assert_eq!((code, obj["reason"].as_str()), (404, Some("NotFound")));
+    }
+
+    #[test]
+    fn fields_v1_of_a_secret() {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "s", "namespace": "n", "annotations": {"a": "1"}},
+            "data": {"recovery-seed": "QUFB"}});
+        assert_eq!(
+            fields_v1(&secret),
+            json!({"f:data": {".": {}, "f:recovery-seed": {}},
+                   "f:metadata": {"f:annotations": {".": {}, "f:a": {}}}, "f:type": {}})
+        );
     }
 }

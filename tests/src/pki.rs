@@ -131,6 +131,22 @@ impl Pki {
         (self.config(false, switch.clone()), switch)
     }
 
+    /// What a client of the API server with the admin identity uses:
+    /// trusts this CA, presents the client certificate.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.client.key_der.clone()));
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![self.client.cert_der.clone()], key)
+            .unwrap();
+        Arc::new(config)
+    }
+
     fn config(&self, client_auth: bool, certificate: Arc<CertSwitch>) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())

@@ -955,13 +955,32 @@ fn invariants(
         "{name}: nothing reached the journal; stderr:\n{log}"
     );
 
-    // The seed Secret: created at most once, never changed, never replaced.
+    // The seed Secret: created at most once, never changed, never replaced;
+    // the one write allowed is adding Helm's ownership metadata to a Secret
+    // that lacked it (a merge patch naming only those keys).
     assert!(sb.api.creations(SEED) <= 1, "{name}: seed created twice");
+    let ownership_only = |body: &Option<Value>| {
+        let Some(meta) = body.as_ref().and_then(|b| b.as_object()).and_then(|b| {
+            (b.len() == 1)
+                .then(|| b.get("metadata"))
+                .flatten()?
+                .as_object()
+        }) else {
+            return false;
+        };
+        meta.keys()
+            .all(|k| ["resourceVersion", "labels", "annotations"].contains(&k.as_str()))
+            && meta["labels"] == json!({"app.kubernetes.io/managed-by": "Helm"})
+            && meta["annotations"]
+                .as_object()
+                .is_some_and(|a| a.keys().all(|k| k.starts_with("meta.helm.sh/release-")))
+    };
     assert!(
-        sb.api
-            .requests()
-            .iter()
-            .all(|r| r.path != SEED || r.method == Method::GET),
+        sb.api.requests().iter().all(|r| {
+            r.path != SEED
+                || r.method == Method::GET
+                || (r.method == Method::PATCH && ownership_only(&r.body))
+        }),
         "{name}: the seed Secret was modified"
     );
     if let Some(now) = sb.seed_secret().map(|s| s["data"].clone()) {
