@@ -24,7 +24,7 @@ use crate::config::{HelmRelease, SeedTarget};
 use crate::exit::Exit;
 use crate::locked::LockedBuf;
 use crate::retry::{Classify, Verdict};
-use crate::untrusted::{self, Alphabet};
+use crate::untrusted::{self, Alphabet, Untrusted};
 
 const SEED_BYTES: usize = 32;
 /// Standard base64 of 32 bytes, with padding.
@@ -202,7 +202,7 @@ pub(crate) async fn ensure(
             // Changed since we read it: read it again and decide again.
             Err(KubeError::Status {
                 code: 409, reason, ..
-            }) if reason == "Conflict" && tries < PATCH_TRIES => {}
+            }) if reason.matches() == "Conflict" && tries < PATCH_TRIES => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -257,15 +257,19 @@ impl Existing<'_> {
             return Needs::Nothing;
         }
         if name.is_some_and(|n| n != ours.0) || namespace.is_some_and(|n| n != ours.1) {
-            return Needs::LeaveAlone(format!(
-                "Helm release {}/{}",
-                name.unwrap_or("?"),
-                namespace.unwrap_or("?")
-            ));
+            // The annotations are the cluster's text, not ours.
+            return Needs::LeaveAlone(
+                Untrusted::new(format!(
+                    "Helm release {}/{}",
+                    name.unwrap_or("?"),
+                    namespace.unwrap_or("?")
+                ))
+                .shown(),
+            );
         }
         match managed_by {
             Some(other) if other != MANAGED_BY_HELM => {
-                Needs::LeaveAlone(format!("{MANAGED_BY_LABEL}={other}"))
+                Needs::LeaveAlone(Untrusted::new(format!("{MANAGED_BY_LABEL}={other}")).shown())
             }
             _ => Needs::Patch,
         }
