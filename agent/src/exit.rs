@@ -83,6 +83,37 @@ mod tests {
         assert_eq!(Exit::of(&err).code(), 78);
     }
 
+    /// The failures no restart heals: systemd must not restart them, and
+    /// the single-use token goes with them (`ExecStopPost=`).
+    #[test]
+    fn the_unit_knows_which_failures_never_heal() {
+        let never = [
+            Exit::Data,
+            Exit::Certificate,
+            Exit::Protocol,
+            Exit::Rejected,
+            Exit::Config,
+        ]
+        .map(|e| e.code().to_string());
+        let unit = include_str!("../../systemd/catalyst-bootstrap.service");
+        let prevent = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("RestartPreventExitStatus="))
+            .expect("RestartPreventExitStatus=");
+        assert_eq!(prevent.split(' ').collect::<Vec<_>>(), never);
+        let stop_post = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStopPost="))
+            .expect("ExecStopPost=");
+        let mut removes: Vec<&str> = stop_post
+            .split(['|', ' '])
+            .filter_map(|w| w.strip_prefix("exited:"))
+            .map(|w| w.trim_end_matches(')'))
+            .collect();
+        assert_eq!(removes.remove(0), "0", "success removes the token");
+        assert_eq!(removes, never);
+    }
+
     #[test]
     fn unknown_errors_are_internal() {
         assert_eq!(Exit::of(&anyhow::anyhow!("boom")), Exit::Internal);

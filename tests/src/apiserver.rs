@@ -33,6 +33,14 @@ pub enum Fault {
     CommitThenDelay(Duration),
     /// Wait, then do the request normally.
     Delay(Duration),
+    /// Refuse with a `Status` whose message quotes the request body, as an
+    /// admission webhook or an auditing proxy may.
+    EchoInStatus { code: u16, reason: &'static str },
+    /// Answer `code` with a plain-text body that repeats the request, as a
+    /// proxy's error page may.
+    EchoRaw(u16),
+    /// Answer `code` with a `Status` that comes one byte every `every`.
+    Drip { code: u16, every: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -112,7 +120,7 @@ impl FakeApiServer {
         let addr = SocketAddr::new(ip, self.addr().port());
         let server = Server::start_on(
             addr,
-            self.pki.server_config(true),
+            Some(self.pki.server_config(true)),
             self.handler.clone(),
             true,
         );
@@ -343,6 +351,29 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             false
+        }
+        Some(Fault::EchoInStatus { code, reason }) => {
+            let message = format!(
+                "admission webhook \"audit.example\" denied the request: {}",
+                String::from_utf8_lossy(req.body())
+            );
+            return json_answer(code, &status(code, reason, &message, json!({})));
+        }
+        Some(Fault::EchoRaw(code)) => {
+            let page = format!(
+                "{code} Bad Gateway\nupstream reset; request was:\n{}\n",
+                String::from_utf8_lossy(req.body())
+            );
+            return respond(code, "text/plain; charset=utf-8", page);
+        }
+        Some(Fault::Drip { code, every }) => {
+            let body = status(code, "InternalError", "the server is slow today", json!({}));
+            return crate::http::respond_dripping(
+                code,
+                "application/json",
+                &body.to_string(),
+                every,
+            );
         }
         Some(Fault::CommitThenDrop) => true,
         Some(Fault::CommitThenDelay(d)) => {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 
-use crate::http::{Answer, Handler, Server, respond, respond_stalling};
+use crate::http::{Answer, Handler, Server, respond, respond_dripping, respond_stalling};
 use crate::pki::CertSwitch;
 use crate::pki::Pki;
 
@@ -34,6 +34,13 @@ pub enum Step {
     SlowBody { status: u16, stall: Duration },
     /// A redirect to `location`.
     Redirect { status: u16, location: String },
+    /// Answer `status` with an error whose detail repeats the request (its
+    /// Authorization header and body), `spacer` put in after every ten
+    /// characters: an echo server behind a line-wrapping or "sanitising"
+    /// proxy.
+    Echo { status: u16, spacer: &'static str },
+    /// Answer `status` with an error body that comes one byte every `every`.
+    Drip { status: u16, every: Duration },
 }
 
 impl Step {
@@ -74,7 +81,8 @@ struct State {
 pub struct FakeCatalystApi {
     server: Server,
     state: Arc<Mutex<State>>,
-    certificate: Arc<CertSwitch>,
+    /// `None` over plain HTTP.
+    certificate: Option<Arc<CertSwitch>>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -88,6 +96,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
 impl FakeCatalystApi {
     /// Knows `deployment_id` with the hash of `token` on record.
     pub fn start(pki: &Pki, deployment_id: &str, token: &str) -> FakeCatalystApi {
+        Self::start_with(Some(pki), deployment_id, token)
+    }
+
+    /// The same over plain HTTP, as a catalyst-api reached on loopback.
+    pub fn start_plain(deployment_id: &str, token: &str) -> FakeCatalystApi {
+        Self::start_with(None, deployment_id, token)
+    }
+
+    fn start_with(pki: Option<&Pki>, deployment_id: &str, token: &str) -> FakeCatalystApi {
         let state = Arc::new(Mutex::new(State::default()));
         state.lock().unwrap().deployments.insert(
             deployment_id.to_string(),
@@ -101,9 +118,15 @@ impl FakeCatalystApi {
             let state = shared.clone();
             Box::pin(async move { handle(&state, req).await })
         });
-        let (config, certificate) = pki.switchable_server_config();
+        let (server, certificate) = match pki {
+            Some(pki) => {
+                let (config, certificate) = pki.switchable_server_config();
+                (Server::start(config, handler, true), Some(certificate))
+            }
+            None => (Server::start_plain(handler, true), None),
+        };
         FakeCatalystApi {
-            server: Server::start(config, handler, true),
+            server,
             state,
             certificate,
         }
@@ -111,11 +134,15 @@ impl FakeCatalystApi {
 
     /// Serves `identity` from the next handshake on.
     pub fn present(&self, identity: &crate::pki::Identity) {
-        self.certificate.set(identity);
+        self.certificate
+            .as_ref()
+            .expect("a plain-HTTP fake has no certificate")
+            .set(identity);
     }
 
     pub fn url(&self) -> String {
-        format!("https://{}", self.server.addr())
+        let scheme = if self.certificate.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.server.addr())
     }
 
     pub fn set_up(&self, up: bool) {
@@ -216,6 +243,27 @@ async fn handle(state: &Mutex<State>, req: Request<Bytes>) -> Answer {
             tokio::time::sleep(d).await;
             answer
         }
+        Some(Step::Echo { status, spacer }) => {
+            let request = format!(
+                "Authorization: {}\n{}",
+                put.authorization.as_deref().unwrap_or(""),
+                String::from_utf8_lossy(&put.body)
+            );
+            let mut detail = String::new();
+            for (i, c) in request.chars().enumerate() {
+                if i > 0 && i % 10 == 0 {
+                    detail.push_str(spacer);
+                }
+                detail.push(c);
+            }
+            error(status, "write-failed", &detail)
+        }
+        Some(Step::Drip { status, every }) => respond_dripping(
+            status,
+            "application/json",
+            &format!(r#"{{"error":"write-failed","detail":"{}"}}"#, "slow ".repeat(800)),
+            every,
+        ),
         Some(Step::SlowBody { status, stall }) => respond_stalling(
             status,
             "application/json",

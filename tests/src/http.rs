@@ -58,13 +58,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(tls: Arc<rustls::ServerConfig>, handler: Handler, up: bool) -> Server {
-        Server::start_on("127.0.0.1:0".parse().unwrap(), tls, handler, up)
+        Server::start_on("127.0.0.1:0".parse().unwrap(), Some(tls), handler, up)
     }
 
-    /// On `addr`, which must be a loopback address (port 0: any free port).
+    /// The same over plain HTTP (a catalyst-api reached on loopback).
+    pub fn start_plain(handler: Handler, up: bool) -> Server {
+        Server::start_on("127.0.0.1:0".parse().unwrap(), None, handler, up)
+    }
+
+    /// On `addr`, which must be a loopback address (port 0: any free port);
+    /// TLS unless `tls` is `None`.
     pub fn start_on(
         addr: SocketAddr,
-        tls: Arc<rustls::ServerConfig>,
+        tls: Option<Arc<rustls::ServerConfig>>,
         handler: Handler,
         up: bool,
     ) -> Server {
@@ -94,7 +100,7 @@ impl Server {
 async fn run(
     addr: SocketAddr,
     mut listener: Option<TcpListener>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handler: Handler,
     mut up: watch::Receiver<bool>,
 ) {
@@ -131,11 +137,11 @@ async fn run(
 /// every connection task watches `up` to cut itself.
 async fn accept(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handler: Handler,
     up: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
+    let acceptor = tls.map(TlsAcceptor::from);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -157,14 +163,24 @@ async fn accept(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCertified(pub bool);
 
-async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, handler: Handler) {
+async fn connection(acceptor: Option<TlsAcceptor>, tcp: tokio::net::TcpStream, handler: Handler) {
     // As Go's net/http (the API server, catalyst-api) does: without it, an
     // answer written in two segments waits for the client's delayed ACK.
     let _ = tcp.set_nodelay(true);
+    let Some(acceptor) = acceptor else {
+        return serve(tcp, ClientCertified(false), handler).await;
+    };
     let Ok(stream) = acceptor.accept(tcp).await else {
         return;
     };
     let certified = ClientCertified(stream.get_ref().1.peer_certificates().is_some());
+    serve(stream, certified, handler).await;
+}
+
+async fn serve<S>(stream: S, certified: ClientCertified, handler: Handler)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         async move {
@@ -210,6 +226,48 @@ pub fn respond_stalling(status: u16, content_type: &str, body: &str, stall: Dura
             .body(stalling.boxed())
             .unwrap(),
     )
+}
+
+/// A response whose body comes one byte every `every`: a peer (or a broken
+/// proxy) that never trips a per-read timeout.
+pub fn respond_dripping(status: u16, content_type: &str, body: &str, every: Duration) -> Answer {
+    let drip = Dripping {
+        rest: Bytes::from(body.to_string()),
+        tick: tokio::time::interval(every),
+    };
+    Some(
+        Response::builder()
+            .status(status)
+            .header("Content-Type", content_type)
+            .header("Content-Length", body.len())
+            .body(drip.boxed())
+            .unwrap(),
+    )
+}
+
+struct Dripping {
+    rest: Bytes,
+    tick: tokio::time::Interval,
+}
+
+impl hyper::body::Body for Dripping {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        if self.tick.poll_tick(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let byte = self.rest.split_to(1);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(byte))))
+    }
 }
 
 struct Stalling {

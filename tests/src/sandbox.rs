@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 
 use crate::apiserver::FakeApiServer;
 use crate::catalyst::FakeCatalystApi;
+use crate::http::PlainServer;
 use crate::journal::FakeJournal;
 use crate::notify::NotifyListener;
 use crate::pki::Pki;
@@ -88,6 +89,11 @@ pub struct Sandbox {
     pub notify: NotifyListener,
     pub journal: FakeJournal,
     pub token: String,
+    /// Answers 204 to anything, and must never be asked: the proxy the
+    /// environment names where the agent must not use one.
+    pub trap: PlainServer,
+    /// More environment for the agent.
+    env: Mutex<Vec<(String, String)>>,
 }
 
 /// How the sandbox starts.
@@ -98,6 +104,8 @@ pub struct Start {
     pub kubeconfig: bool,
     /// The DNS names and IPs the API server's certificate is valid for.
     pub cert_names: &'static [&'static str],
+    /// catalyst-api over plain HTTP on loopback (allowed there).
+    pub catalyst_plain: bool,
 }
 
 impl Start {
@@ -106,6 +114,7 @@ impl Start {
         api_ready: true,
         kubeconfig: true,
         cert_names: CERT_NAMES,
+        catalyst_plain: false,
     };
 }
 
@@ -136,7 +145,11 @@ impl Sandbox {
         let pki = Arc::new(Pki::new(start.cert_names));
         let token = new_token();
         let api = FakeApiServer::start(pki.clone(), start.api_up, start.api_ready);
-        let catalyst = FakeCatalystApi::start(&pki, DEPLOYMENT_ID, &token);
+        let catalyst = if start.catalyst_plain {
+            FakeCatalystApi::start_plain(DEPLOYMENT_ID, &token)
+        } else {
+            FakeCatalystApi::start(&pki, DEPLOYMENT_ID, &token)
+        };
         let notify = NotifyListener::bind(&dir.path().join("notify.sock"));
         let journal = FakeJournal::start(&dir.path().join("run-systemd"));
         let sandbox = Sandbox {
@@ -147,6 +160,8 @@ impl Sandbox {
             notify,
             journal,
             token,
+            trap: PlainServer::start(vec![(204, Vec::new())]),
+            env: Mutex::new(Vec::new()),
         };
         std::fs::write(sandbox.path("ca.pem"), &sandbox.pki.ca_pem).unwrap();
         sandbox.write_secret_file("bearer", &format!("{}\n", sandbox.token));
@@ -155,6 +170,31 @@ impl Sandbox {
             sandbox.write_kubeconfig();
         }
         sandbox
+    }
+
+    /// Sets `key=value` in the environment of every later agent run.
+    pub fn set_env(&self, key: &str, value: &str) {
+        self.env
+            .lock()
+            .unwrap()
+            .push((key.to_string(), value.to_string()));
+    }
+
+    /// Puts a FIFO where `path` was: opening it for reading blocks until a
+    /// writer comes, which none does.
+    pub fn put_fifo(&self, path: &Path) {
+        let _ = std::fs::remove_file(path);
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+            .expect("mkfifo");
+    }
+
+    /// Puts a character device that reads as endless zeros (1:5, like
+    /// /dev/zero) where `path` was. Root only.
+    pub fn put_zero_device(&self, path: &Path) {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        crate::ship::require_root();
+        let _ = std::fs::remove_file(path);
+        mknod(path, SFlag::S_IFCHR, Mode::S_IRUSR | Mode::S_IWUSR, makedev(1, 5)).expect("mknod");
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -235,6 +275,7 @@ retry:
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NOTIFY_SOCKET", self.notify.path())
+            .envs(self.env.lock().unwrap().iter().cloned())
             .stdin(Stdio::null());
         cmd
     }
@@ -297,16 +338,22 @@ retry:
     }
 
     /// No secret (bearer token, seed in any encoding, client key) appears in
-    /// `outputs`, the sd_notify messages, or any file of the state directory.
+    /// `outputs`, the sd_notify messages, the journal or any file of the
+    /// state directory: not as written, and not after every character
+    /// outside the secret's own alphabet is removed (an echo with something
+    /// put between its characters). And nothing there carries ESC or BEL
+    /// (terminal control for the SRE who reads it).
     pub fn assert_no_leaks(&self, outputs: &[&str]) {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let mut secrets = vec![("bearer token", self.token.clone())];
         if let Some(wire) = self
             .seed_secret()
             .and_then(|s| s["data"]["recovery-seed"].as_str().map(str::to_string))
         {
             let text = String::from_utf8(b64.decode(&wire).unwrap()).unwrap();
+            secrets.push(("seed (hex)", hex(&b64.decode(&text).unwrap())));
             secrets.push(("seed (base64)", text));
             secrets.push(("seed (double base64)", wire));
         }
@@ -317,11 +364,8 @@ retry:
             .lines()
             .filter(|l| !l.starts_with("-----"))
             .collect();
-        secrets.push(("client key", key_body[..40].to_string()));
-        secrets.push((
-            "client key (base64)",
-            b64.encode(&self.pki.client.key_pem)[..40].to_string(),
-        ));
+        secrets.push(("client key", key_body));
+        secrets.push(("client key (base64)", b64.encode(&self.pki.client.key_pem)));
 
         let mut haystacks: Vec<(String, String)> = outputs
             .iter()
@@ -343,14 +387,62 @@ retry:
                 ));
             }
         }
-        for (what, secret) in &secrets {
-            for (place, text) in &haystacks {
-                assert!(
-                    !text.contains(secret.as_str()),
-                    "{what} leaked into {place}"
-                );
+        for (place, text) in &haystacks {
+            if let Some(at) = text.find(['\u{1b}', '\u{7}', '\u{9b}']) {
+                let around: String = text[at.saturating_sub(80)..].chars().take(160).collect();
+                panic!("ESC, BEL or CSI in {place}: …{around:?}…");
+            }
+            for (what, secret) in &secrets {
+                let hex_secret = secret.bytes().all(|c| c.is_ascii_hexdigit());
+                let keep = |c: char| {
+                    if hex_secret {
+                        c.is_ascii_hexdigit()
+                    } else {
+                        c.is_ascii_alphanumeric() || c == '+' || c == '/'
+                    }
+                };
+                let stripped: String = text.chars().filter(|c| keep(*c)).collect();
+                let stripped = if hex_secret { stripped.to_ascii_lowercase() } else { stripped };
+                let pure: String = secret.chars().filter(|c| keep(*c)).collect();
+                // Any 32 characters of it, at every 16th offset.
+                let chars: Vec<char> = pure.chars().collect();
+                for start in (0..chars.len().saturating_sub(32) + 1).step_by(16) {
+                    let window: String = chars[start..(start + 32).min(chars.len())].iter().collect();
+                    assert!(!text.contains(&window), "{what} leaked into {place}");
+                    assert!(
+                        !stripped.contains(&window),
+                        "{what} leaked into {place} (with other characters between its own)"
+                    );
+                }
             }
         }
+    }
+
+    /// Every sd_notify datagram from the `from`-th on (one run's) is the
+    /// agent's own `KEY=value` lines; `READY=1` comes at most once, in the
+    /// last datagram.
+    pub fn assert_notify_well_formed(&self, from: usize) {
+        const KEYS: &[&str] = &["STATUS", "READY", "STOPPING", "EXTEND_TIMEOUT_USEC"];
+        let messages = self.notify.messages().split_off(from);
+        let mut ready = 0;
+        for (i, message) in messages.iter().enumerate() {
+            for line in message.lines() {
+                let key = line.split_once('=').map(|(k, _)| k).unwrap_or(line);
+                assert!(
+                    KEYS.contains(&key),
+                    "sd_notify datagram #{i} carries {line:?}, not a key of the agent's: {message:?}"
+                );
+                if line == "READY=1" {
+                    ready += 1;
+                    assert_eq!(
+                        i,
+                        messages.len() - 1,
+                        "READY=1 before the last datagram: {message:?}"
+                    );
+                }
+            }
+        }
+        assert!(ready <= 1, "READY=1 sent {ready} times");
     }
 
     pub fn state(&self) -> serde_json::Value {

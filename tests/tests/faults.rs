@@ -23,6 +23,10 @@ use serde_json::{Value, json};
 const NAMESPACES: &str = "/api/v1/namespaces";
 const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
 const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap";
+/// A holder name that tries to end the STATUS= line, tell systemd the unit
+/// is ready and drive the terminal of whoever reads the journal.
+const INJECTED_HOLDER: &str = "node-b\nREADY=1\nMAINPID=1\n\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m";
 const SHORT_DEADLINE: &str = "deadline: 3s\nretry:\n  initial_delay: 100ms\n  max_delay: 400ms\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,11 @@ enum Area {
     Kubernetes,
     CatalystApi,
     Disk,
+    /// A peer (or a proxy, webhook or the environment) that tries to make
+    /// the agent leak or lie.
+    Hostile,
+    /// Input files that are not regular files.
+    Files,
 }
 
 impl Area {
@@ -40,6 +49,8 @@ impl Area {
             Area::Kubernetes => "Kubernetes API",
             Area::CatalystApi => "catalyst-api",
             Area::Disk => "disk",
+            Area::Hostile => "hostile peer",
+            Area::Files => "input file",
         }
     }
 }
@@ -822,7 +833,307 @@ const CASES: &[Case] = &[
         outcome: "exit 65, nothing done, the file left as it was",
         resume: None,
     },
+    // ── hostile peer ──
+    Case {
+        name: "seed_echoed_in_status",
+        area: Area::Hostile,
+        fault: "an admission webhook refuses the Secret create once with a `Status` quoting the request (the seed)",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                1,
+                Fault::EchoInStatus {
+                    code: 500,
+                    reason: "InternalError",
+                },
+            )
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "withheld",
+        outcome: "the message is withheld from every log and status; retried, seed written once",
+        resume: None,
+    },
+    Case {
+        name: "seed_echoed_by_proxy_502",
+        area: Area::Hostile,
+        fault: "a proxy answers the Secret create once with a plain-text 502 repeating the request",
+        start: Start::DEFAULT,
+        setup: |sb| api_fault(sb, Method::POST, SECRETS, 1, Fault::EchoRaw(502)),
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "withheld",
+        outcome: "withheld; retried, seed written once",
+        resume: None,
+    },
+    Case {
+        name: "token_and_key_echoed_with_spacers",
+        area: Area::Hostile,
+        fault: "catalyst-api answers `503` once repeating the bearer and the kubeconfig, a zero-width space every ten characters",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst.script([Step::Echo {
+                status: 503,
+                spacer: "\u{200b}",
+            }])
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "withheld",
+        outcome: "withheld; retried, delivered",
+        resume: None,
+    },
+    Case {
+        name: "token_echoed_line_wrapped",
+        area: Area::Hostile,
+        fault: "catalyst-api answers `503` once repeating the request wrapped every ten characters",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst.script([Step::Echo {
+                status: 503,
+                spacer: "\n ",
+            }])
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "withheld",
+        outcome: "withheld; retried, delivered",
+        resume: None,
+    },
+    Case {
+        name: "error_code_injects_notify",
+        area: Area::Hostile,
+        fault: "catalyst-api's `error` code carries a newline, `READY=1`, `MAINPID=` and terminal escapes",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            sb.catalyst.script([Step::Respond {
+                status: 503,
+                body: json!({"error": INJECTED_HOLDER, "detail": "x\u{7}"}).to_string(),
+                retry_after: None,
+            }])
+        },
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "node-b\\nREADY=1\\nMAINPID=1\\n\\u{1b}",
+        outcome: "shown escaped on one line; systemd hears READY=1 only when done",
+        resume: None,
+    },
+    Case {
+        name: "lease_holder_injects_notify",
+        area: Area::Hostile,
+        fault: "a stale Lease held by `node-b\\nREADY=1\\nMAINPID=1` plus terminal escapes",
+        start: Start::DEFAULT,
+        setup: |sb| foreign_lease(sb, INJECTED_HOLDER, 1),
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "holds Lease",
+        outcome: "shown escaped on one line; taken over after expiry; READY=1 only when done",
+        resume: None,
+    },
+    Case {
+        name: "lease_duration_absurd",
+        area: Area::Hostile,
+        fault: "a stale Lease of node-b claims `leaseDurationSeconds: 2000000000`",
+        start: Start::DEFAULT,
+        setup: |sb| foreign_lease(sb, "node-b", 2_000_000_000),
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "counting it as 4s",
+        outcome: "counted as 4 × lease_duration (logged once); taken over, delivered",
+        resume: None,
+    },
+    Case {
+        name: "catalyst_503_drip",
+        area: Area::Hostile,
+        fault: "catalyst-api sends a `503` body one byte per 200 ms (4 KiB) past the 3 s deadline",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            short_deadline(sb);
+            sb.catalyst.script([Step::Drip {
+                status: 503,
+                every: Duration::from_millis(200),
+            }]);
+        },
+        drive: Drive::Run,
+        exit: Some(69),
+        says: "no complete answer before the deadline",
+        outcome: "the attempt ends at the deadline: exit 69 within seconds",
+        resume: Some(|sb| {
+            sb.catalyst.clear_script();
+            sb.write_config("");
+        }),
+    },
+    Case {
+        name: "secret_create_drip",
+        area: Area::Hostile,
+        fault: "the API server answers the Secret create with a `500` body one byte per 200 ms past the 3 s deadline",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            short_deadline(sb);
+            api_fault(
+                sb,
+                Method::POST,
+                SECRETS,
+                1,
+                Fault::Drip {
+                    code: 500,
+                    every: Duration::from_millis(200),
+                },
+            );
+        },
+        drive: Drive::Run,
+        exit: Some(69),
+        says: "no complete answer before the deadline",
+        outcome: "exit 69 within seconds of the deadline; the next run writes the seed once",
+        resume: Some(|sb| {
+            sb.api.clear_faults();
+            sb.write_config("");
+        }),
+    },
+    Case {
+        name: "http_proxy_with_plain_url",
+        area: Area::Hostile,
+        fault: "plain-http loopback catalyst_api_url with `HTTP_PROXY`/`ALL_PROXY` naming a capturing proxy",
+        start: Start {
+            catalyst_plain: true,
+            ..Start::DEFAULT
+        },
+        setup: proxies_to_trap,
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "delivered",
+        outcome: "no proxy: delivered straight to catalyst-api, bearer never at the proxy",
+        resume: None,
+    },
+    Case {
+        name: "all_proxy_with_https_url",
+        area: Area::Hostile,
+        fault: "https catalyst_api_url with only `HTTP_PROXY`/`ALL_PROXY` set",
+        start: Start::DEFAULT,
+        setup: proxies_to_trap,
+        drive: Drive::Run,
+        exit: Some(0),
+        says: "delivered",
+        outcome: "no proxy (only `HTTPS_PROXY` counts); delivered",
+        resume: None,
+    },
+    // ── input file ──
+    Case {
+        name: "kubeconfig_is_a_fifo",
+        area: Area::Files,
+        fault: "a FIFO where k3s.yaml should be",
+        start: Start {
+            kubeconfig: false,
+            ..Start::DEFAULT
+        },
+        setup: |sb| sb.put_fifo(&sb.kubeconfig_path()),
+        drive: Drive::Run,
+        exit: Some(65),
+        says: "is a FIFO (named pipe), not a regular file",
+        outcome: "exit 65 at once naming the path; nothing sent",
+        resume: Some(|sb| {
+            std::fs::remove_file(sb.kubeconfig_path()).unwrap();
+            sb.write_kubeconfig();
+        }),
+    },
+    Case {
+        name: "kubeconfig_is_a_device",
+        area: Area::Files,
+        fault: "a character device (endless zeros) where k3s.yaml should be",
+        start: Start {
+            kubeconfig: false,
+            ..Start::DEFAULT
+        },
+        setup: |sb| sb.put_zero_device(&sb.kubeconfig_path()),
+        drive: Drive::Run,
+        exit: Some(65),
+        says: "is a character device, not a regular file",
+        outcome: "exit 65 at once; nothing read",
+        resume: Some(|sb| {
+            std::fs::remove_file(sb.kubeconfig_path()).unwrap();
+            sb.write_kubeconfig();
+        }),
+    },
+    Case {
+        name: "token_is_a_fifo",
+        area: Area::Files,
+        fault: "a FIFO where the bearer token file should be",
+        start: Start::DEFAULT,
+        setup: |sb| sb.put_fifo(&sb.token_path()),
+        drive: Drive::Run,
+        exit: Some(78),
+        says: "is a FIFO (named pipe), not a regular file",
+        outcome: "exit 78 at once naming the path; token not used",
+        resume: Some(|sb| {
+            std::fs::remove_file(sb.token_path()).unwrap();
+            sb.write_secret_file("bearer", &format!("{}\n", sb.token));
+        }),
+    },
+    Case {
+        name: "config_is_a_fifo",
+        area: Area::Files,
+        fault: "a FIFO where the configuration file should be",
+        start: Start::DEFAULT,
+        setup: |sb| sb.put_fifo(&sb.config_path()),
+        drive: Drive::Run,
+        exit: Some(78),
+        says: "is a FIFO (named pipe), not a regular file",
+        outcome: "exit 78 at once naming the path",
+        resume: Some(|sb| {
+            std::fs::remove_file(sb.config_path()).unwrap();
+            sb.write_config("");
+        }),
+    },
+    Case {
+        name: "drop_in_is_a_fifo",
+        area: Area::Files,
+        fault: "a FIFO as a `config.d/*.yaml` drop-in",
+        start: Start::DEFAULT,
+        setup: |sb| sb.put_fifo(&sb.path("config.d/60-fifo.yaml")),
+        drive: Drive::Run,
+        exit: Some(78),
+        says: "60-fifo.yaml: is a FIFO (named pipe), not a regular file",
+        outcome: "exit 78 at once naming the drop-in",
+        resume: Some(|sb| std::fs::remove_file(sb.path("config.d/60-fifo.yaml")).unwrap()),
+    },
+    Case {
+        name: "drop_in_is_a_device",
+        area: Area::Files,
+        fault: "a character device (endless zeros) as a drop-in",
+        start: Start::DEFAULT,
+        setup: |sb| sb.put_zero_device(&sb.path("config.d/60-zero.yaml")),
+        drive: Drive::Run,
+        exit: Some(78),
+        says: "60-zero.yaml: is a character device, not a regular file",
+        outcome: "exit 78 at once; not read until memory runs out",
+        resume: Some(|sb| std::fs::remove_file(sb.path("config.d/60-zero.yaml")).unwrap()),
+    },
 ];
+
+/// Another node's Lease that nobody renews.
+fn foreign_lease(sb: &Sandbox, holder: &str, seconds: i64) {
+    sb.write_config("lease_duration: 1s\n");
+    sb.api.insert(
+        LEASE,
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "catalyst-bootstrap", "namespace": "kube-system"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
+                     "acquireTime": "2026-01-01T00:00:00.000000Z",
+                     "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 0},
+        }),
+    );
+}
+
+/// The environment's proxies all point at the trap.
+fn proxies_to_trap(sb: &Sandbox) {
+    for key in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        sb.set_env(key, &sb.trap.url);
+    }
+}
 
 fn mount_tmpfs(sb: &Sandbox, options: &str) {
     require_root();
@@ -946,6 +1257,7 @@ fn invariants(
     out: &Finished,
     expected: Option<i32>,
     seed: &mut Option<Value>,
+    notified_from: usize,
 ) {
     let name = case.name;
     let log = &out.stderr;
@@ -1060,8 +1372,11 @@ fn invariants(
         );
     }
 
-    // No secret anywhere it could leak to.
+    // No secret anywhere it could leak to; nothing a peer said made the
+    // agent tell systemd more than its own words; no proxy was asked.
     sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+    sb.assert_notify_well_formed(notified_from);
+    assert_eq!(sb.trap.hits(), 0, "{name}: a request went to the proxy trap");
 }
 
 async fn run_case(case: &Case) {
@@ -1070,7 +1385,7 @@ async fn run_case(case: &Case) {
     let _unmount = (case.area == Area::Disk).then(|| Unmount(&sb));
     let out = drive(&sb, case).await;
     let mut seed = None;
-    invariants(&sb, case, &out, case.exit, &mut seed);
+    invariants(&sb, case, &out, case.exit, &mut seed, 0);
     if !case.says.is_empty() {
         assert!(
             out.stderr.contains(case.says),
@@ -1102,8 +1417,9 @@ async fn run_case(case: &Case) {
     }
     if let Some(resume) = case.resume {
         resume(&sb);
+        let from = sb.notify.messages().len();
         let again = run_agent(&sb).await;
-        invariants(&sb, case, &again, Some(0), &mut seed);
+        invariants(&sb, case, &again, Some(0), &mut seed, from);
         assert!(
             sb.seed_secret().is_some(),
             "{}: no seed after resuming",
@@ -1118,8 +1434,12 @@ async fn run_case(case: &Case) {
     }
 }
 
+/// `CATALYST_FAULT_CASES=a,b` runs only those cases (to look at one, or
+/// to run one against another binary with `CATALYST_BOOTSTRAP_BIN`).
 async fn run_area(area: Area) {
-    for case in CASES.iter().filter(|c| c.area == area) {
+    let only = std::env::var("CATALYST_FAULT_CASES").ok();
+    let chosen = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == name));
+    for case in CASES.iter().filter(|c| c.area == area && chosen(c.name)) {
         eprintln!("fault case {}", case.name);
         run_case(case).await;
     }
@@ -1143,6 +1463,16 @@ async fn catalyst_api_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_faults() {
     run_area(Area::Disk).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers() {
+    run_area(Area::Hostile).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_files() {
+    run_area(Area::Files).await;
 }
 
 /// The scan is not blind to the journal: a token logged there is found.

@@ -57,6 +57,27 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The job ran and the unit ended: without RemainAfterExit= a finished
+/// unit is inactive (dead) with result success and its main process's
+/// exit status 0.
+fn finished_ok(c: &Container) -> bool {
+    c.show(UNIT, "ActiveState") == "inactive"
+        && c.show(UNIT, "Result") == "success"
+        && c.show(UNIT, "ExecMainCode") == "1"
+        && c.show(UNIT, "ExecMainStatus") == "0"
+}
+
+/// Neither the credential store nor systemd's copy holds the token.
+fn assert_token_gone(c: &Container) {
+    for path in [
+        "/etc/credstore/kubeconfig-bearer",
+        "/run/credentials/catalyst-bootstrap.service",
+    ] {
+        let present = c.exec(&["test", "-e", path]);
+        assert!(!present.status.success(), "{path} outlived the job:\n{}", diagnose(c));
+    }
+}
+
 /// What an SRE would look at, for failure messages.
 fn diagnose(c: &Container) -> String {
     let out = c.exec(&["sh", "-c", "systemctl status --no-pager -l catalyst-bootstrap; journalctl -u catalyst-bootstrap --no-pager -o cat"]);
@@ -115,13 +136,11 @@ fn unit_does_the_job_and_reports_to_systemd_and_journald() {
         sb.seed_secret().is_some(),
         "seed written before start returned"
     );
-    assert_eq!(c.show(UNIT, "ActiveState"), "active");
-    assert_eq!(c.show(UNIT, "SubState"), "exited");
-    assert_eq!(c.show(UNIT, "Result"), "success");
-    let final_status = c.show(UNIT, "StatusText");
+    wait_until("the unit to end", Duration::from_secs(10), || finished_ok(&c));
+    let status = diagnose(&c);
     assert!(
-        final_status.starts_with("Done: kubeconfig delivered; seed: recovery seed written"),
-        "{final_status}"
+        status.contains("status=0/SUCCESS") && status.contains("Done: kubeconfig delivered"),
+        "systemctl status does not say the job succeeded:\n{status}"
     );
     println!("StatusText seen during start:\n  {}", statuses.join("\n  "));
     println!("What an SRE sees:\n{}", diagnose(&c));
@@ -166,12 +185,9 @@ fn unit_does_the_job_and_reports_to_systemd_and_journald() {
         "{explained}"
     );
 
-    // The single-use credential is gone; no secret in journal or state.
-    let gone = c.exec(&["test", "-e", "/etc/credstore/kubeconfig-bearer"]);
-    assert!(
-        !gone.status.success(),
-        "the bearer credential file must be removed after success"
-    );
+    // The single-use credential is gone, systemd's copy too; no secret in
+    // journal or state.
+    assert_token_gone(&c);
     let journal = c.sh("journalctl -o export --no-pager");
     assert!(
         !journal.contains(&sb.token),
@@ -228,7 +244,7 @@ fn kill_9_mid_retry_then_systemd_restart_ends_with_one_seed_and_one_kubeconfig()
     wait_until(
         "systemd to restart the agent and the job to finish",
         Duration::from_secs(90),
-        || c.show(UNIT, "ActiveState") == "active",
+        || finished_ok(&c),
     );
     assert_ne!(c.show(UNIT, "MainPID"), pid);
     assert_eq!(c.show(UNIT, "NRestarts"), "1");
@@ -242,6 +258,72 @@ fn kill_9_mid_retry_then_systemd_restart_ends_with_one_seed_and_one_kubeconfig()
         1,
         "exactly one seed created"
     );
+}
+
+/// A Lease whose holder text carries `\nREADY=1\n` cannot make systemd
+/// think the unit is ready: start stays pending, the credential stays, and
+/// after a SIGKILL mid-wait the restart completes the job.
+#[test]
+fn a_holder_name_cannot_tell_systemd_the_job_is_done() {
+    let (_rt, sb) = fakes();
+    sb.api.insert(
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap",
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "catalyst-bootstrap", "namespace": "kube-system"},
+            "spec": {"holderIdentity": "node-b\nREADY=1\nMAINPID=1\nnode-c",
+                     "leaseDurationSeconds": 8, "leaseTransitions": 0},
+        }),
+    );
+    let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
+    provision(&c, &sb);
+    c.write(
+        "/etc/catalyst-bootstrap/config.d/50-lease.yaml",
+        "lease_duration: 2s\n",
+        "0644",
+    );
+    c.sh("systemctl start --no-block catalyst-bootstrap");
+    wait_until("the agent to wait for the Lease", Duration::from_secs(60), || {
+        c.show(UNIT, "StatusText").contains("holds Lease")
+    });
+    let status = c.show(UNIT, "StatusText");
+    assert!(status.contains("node-b\\nREADY=1\\nMAINPID=1\\nnode-c"), "{status}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        c.show(UNIT, "ActiveState"),
+        "activating",
+        "systemd heard READY=1 before the job was done:\n{}",
+        diagnose(&c)
+    );
+    assert!(c.exec(&["test", "-e", "/etc/credstore/kubeconfig-bearer"]).status.success());
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 0);
+
+    let pid = c.show(UNIT, "MainPID");
+    c.sh(&format!("kill -9 {pid}"));
+    wait_until("the restart to finish the job", Duration::from_secs(90), || {
+        finished_ok(&c)
+    });
+    assert_eq!(c.show(UNIT, "NRestarts"), "1", "{}", diagnose(&c));
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+    assert_eq!(sb.api.count(&http::Method::POST, SECRETS), 1);
+    assert_token_gone(&c);
+}
+
+/// A failure no restart heals (the token is rejected) ends the unit and
+/// takes the token with it.
+#[test]
+fn a_rejected_token_does_not_outlive_the_unit() {
+    let (_rt, sb) = fakes();
+    sb.catalyst.forget_token(DEPLOYMENT_ID);
+    let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
+    provision(&c, &sb);
+    let _ = c.exec(&["systemctl", "start", UNIT]);
+    wait_until("the unit to fail", Duration::from_secs(60), || {
+        c.show(UNIT, "ActiveState") == "failed"
+    });
+    assert_eq!(c.show(UNIT, "ExecMainStatus"), "77", "{}", diagnose(&c));
+    assert_eq!(c.show(UNIT, "NRestarts"), "0");
+    assert_token_gone(&c);
 }
 
 /// Boots a node whose NoCloud seed is the rendered snippet.
@@ -301,7 +383,7 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     let status = String::from_utf8_lossy(&status.stdout).to_string();
     assert!(status.contains("status: done"), "cloud-init:\n{status}");
     wait_until("the agent to finish", Duration::from_secs(90), || {
-        c.show(UNIT, "ActiveState") == "active"
+        finished_ok(&c)
     });
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
     assert!(sb.seed_secret().is_some());
