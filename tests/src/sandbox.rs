@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -353,10 +354,59 @@ retry:
         }
     }
 
+    /// Starts counting writes of `state.json` (creating the state directory).
+    pub fn watch_state_writes(&self) -> StateWrites {
+        std::fs::create_dir_all(self.state_dir()).unwrap();
+        StateWrites::watch(&self.state_dir())
+    }
+
     pub fn state(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.state_dir().join("state.json"))
             .expect("state.json exists");
         serde_json::from_str(&text).expect("state.json parses")
+    }
+}
+
+/// Counts the writes of `state.json` in a state directory with inotify:
+/// every write renames a fsynced temporary file over it (`IN_MOVED_TO`).
+pub struct StateWrites(Inotify);
+
+impl StateWrites {
+    fn watch(dir: &Path) -> StateWrites {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .expect("inotify_init");
+        inotify
+            // The creations of the temporary file keep the kernel from
+            // coalescing consecutive identical IN_MOVED_TO events.
+            .add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+            .expect("watching the state directory");
+        StateWrites(inotify)
+    }
+
+    /// The writes since the last call (or since the watch began).
+    pub fn take(&self) -> usize {
+        let mut count = 0;
+        loop {
+            match self.0.read_events() {
+                Ok(events) => {
+                    assert!(
+                        !events
+                            .iter()
+                            .any(|e| e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)),
+                        "inotify queue overflowed"
+                    );
+                    count += events
+                        .iter()
+                        .filter(|e| {
+                            e.mask.contains(AddWatchFlags::IN_MOVED_TO)
+                                && e.name.as_deref() == Some(std::ffi::OsStr::new("state.json"))
+                        })
+                        .count();
+                }
+                Err(nix::errno::Errno::EAGAIN) => return count,
+                Err(e) => panic!("reading inotify events: {e}"),
+            }
+        }
     }
 }
 
