@@ -32,11 +32,14 @@ pub(crate) enum Event {
     PreflightIgnored,
     LeaseHeld,
     PeerCompleted,
+    WaitStarted,
+    WaitProgress,
+    WaitDone,
 }
 
 impl Event {
     #[cfg(test)]
-    pub(crate) const ALL: [Event; 16] = [
+    pub(crate) const ALL: [Event; 19] = [
         Event::PhaseStarted,
         Event::PhaseDone,
         Event::PhaseFailed,
@@ -53,6 +56,9 @@ impl Event {
         Event::PreflightIgnored,
         Event::LeaseHeld,
         Event::PeerCompleted,
+        Event::WaitStarted,
+        Event::WaitProgress,
+        Event::WaitDone,
     ];
 
     pub(crate) fn id(self) -> &'static str {
@@ -73,6 +79,9 @@ impl Event {
             Event::PreflightIgnored => "23aaec20ac8247a5b9da28edf88c3252",
             Event::LeaseHeld => "af57a974042a4ff296c47d91a6c7fb1b",
             Event::PeerCompleted => "1fb5ef1b201e48b58b822ac5c42dab56",
+            Event::WaitStarted => "54d2090c9b6d4d1483f65fd54c80194e",
+            Event::WaitProgress => "a6830ed5e96742eb8bb7926613c4c759",
+            Event::WaitDone => "7d5914bd0da94c7fa5462d7b731a4e0f",
         }
     }
 

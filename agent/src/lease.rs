@@ -99,7 +99,8 @@ fn decode(bytes: &[u8]) -> Result<Lease, KubeError> {
 
 impl Coordinator<'_> {
     /// Waits until this node holds the Lease or another node has recorded
-    /// that it did the work.
+    /// that it did the work; `waiting` is told after each look that found
+    /// another node holding it.
     pub(crate) async fn claim(
         &self,
         deadline: Instant,
@@ -109,7 +110,6 @@ impl Coordinator<'_> {
         // The Lease's resourceVersion and when this node first saw it.
         let seen: Mutex<Option<(String, Instant)>> = Mutex::new(None);
         let what = format!("claiming Lease {NAMESPACE}/{NAME}");
-        let mut announced: Option<String> = None;
         loop {
             let round = retry(self.policy, deadline, &what, progress, |_| {
                 self.round(&seen)
@@ -120,15 +120,11 @@ impl Coordinator<'_> {
                 Round::DoneBy { node, at } => return Ok(Claim::DoneBy { node, at }),
                 Round::Raced => continue,
                 Round::Wait { holder, duration } => {
-                    if announced.as_deref() != Some(holder.as_str()) {
-                        waiting(&holder, duration);
-                        announced = Some(holder);
-                    }
+                    waiting(&holder, duration);
                     let poll = self.poll();
                     if Instant::now() + poll > deadline {
                         return Err(anyhow::anyhow!(
-                            "{what}: the deadline passed while node {} held it",
-                            announced.unwrap_or_default()
+                            "{what}: the deadline passed while node {holder} held it"
                         ))
                         .context(Exit::Deadline);
                     }

@@ -159,6 +159,8 @@ pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
 pub(crate) trait Progress {
     fn attempt(&self, n: u32);
     fn retrying(&self, n: u32, error: &str, next: Duration);
+    /// Attempt `n` succeeded.
+    fn succeeded(&self, _n: u32) {}
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the next try would
@@ -181,7 +183,10 @@ where
         progress.attempt(n);
         let span = tracing::info_span!("attempt", catalyst_attempt = n);
         let err = match op(n).instrument(span.clone()).await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                progress.succeeded(n);
+                return Ok(value);
+            }
             Err(err) => err,
         };
         let hint = match err.verdict() {
@@ -245,6 +250,9 @@ mod tests {
         }
         fn retrying(&self, n: u32, error: &str, _next: Duration) {
             self.0.lock().unwrap().push(format!("retry {n}: {error}"));
+        }
+        fn succeeded(&self, n: u32) {
+            self.0.lock().unwrap().push(format!("succeeded {n}"));
         }
     }
 
@@ -345,10 +353,15 @@ mod tests {
         .unwrap();
         assert_eq!(got, 3);
         assert_eq!(
-            log.0.lock().unwrap().len(),
-            5,
-            "{:?}",
-            log.0.lock().unwrap()
+            *log.0.lock().unwrap(),
+            vec![
+                "attempt 1",
+                "retry 1: fake: Retry(Retry { after: None, refused: false, overloaded: false })",
+                "attempt 2",
+                "retry 2: fake: Retry(Retry { after: None, refused: false, overloaded: false })",
+                "attempt 3",
+                "succeeded 3"
+            ]
         );
     }
 
