@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Level, Subscriber, span};
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
@@ -125,9 +126,16 @@ pub fn init(verbose: bool) {
     if stderr_is_journal()
         && let Ok(layer) = tracing_journald::layer()
     {
+        // The crate maps INFO to notice (5); ours are informational (6),
+        // so `journalctl -p notice` shows what needs attention.
         let layer = layer
             .with_field_prefix(None)
-            .with_syslog_identifier("catalyst-bootstrap".into());
+            .with_syslog_identifier("catalyst-bootstrap".into())
+            .with_priority_mappings(PriorityMappings {
+                info: Priority::Informational,
+                debug: Priority::Debug,
+                ..PriorityMappings::new()
+            });
         tracing_subscriber::registry()
             .with(layer.with_filter(filter))
             .init();

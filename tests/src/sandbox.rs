@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use nix::sys::signal::Signal;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+pub use nix::sys::signal::Signal;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -373,8 +373,8 @@ pub struct StateWrites(Inotify);
 
 impl StateWrites {
     fn watch(dir: &Path) -> StateWrites {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .expect("inotify_init");
+        let inotify =
+            Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).expect("inotify_init");
         inotify
             // The creations of the temporary file keep the kernel from
             // coalescing consecutive identical IN_MOVED_TO events.

@@ -1236,8 +1236,7 @@ async fn a_long_wait_for_readyz_is_quiet() {
     .await;
     assert_quiet(&during);
     assert!(
-        during.lines[0].contains("INFO")
-            && during.lines[0].contains("waiting for the API server"),
+        during.lines[0].contains("INFO") && during.lines[0].contains("waiting for the API server"),
         "{during:#?}"
     );
     assert_stderr(&out, "to be ready: done after 7.");
@@ -1286,4 +1285,34 @@ async fn the_status_says_who_holds_the_lease_for_the_whole_wait() {
             .any(|l| l.contains("INFO") && l.contains("done after")),
         "the wait's end is logged with how long it took: {waiting:#?}"
     );
+}
+
+/// Journal priorities follow syslog's meaning: INFO is informational (6),
+/// not notice (5), so `journalctl -p notice` shows only what needs a look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_priorities_are_syslog_levels() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: spawn_journaled needs root");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.catalyst.script([Step::error(503, "write-failed")]);
+    let agent = sb.spawn_journaled(&["run"], &[]);
+    let pid = agent.pid();
+    assert_exit(&agent.finish().await, 0);
+    let entries: Vec<_> = sb
+        .journal
+        .entries()
+        .into_iter()
+        .filter(|e| e.pid == pid)
+        .collect();
+    let priority = |needle: &str| {
+        entries
+            .iter()
+            .find(|e| e.get("MESSAGE").is_some_and(|m| m.contains(needle)))
+            .and_then(|e| e.get("PRIORITY"))
+            .unwrap_or_else(|| panic!("{needle}: {entries:#?}"))
+    };
+    assert_eq!(priority("wait phase started"), "6");
+    assert_eq!(priority("attempt 1 failed"), "4");
 }
