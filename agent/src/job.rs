@@ -138,7 +138,8 @@ impl Reporter<'_> {
         }
     }
 
-    /// The wait in progress, if any, is over.
+    /// The wait in progress, if any, ended well (a failed one is reported
+    /// by its phase).
     fn end_wait(&self) {
         let wait = self.wait.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(wait) = wait {
@@ -289,9 +290,8 @@ impl Job<'_> {
                 );
                 reporter.waiting(&text, "");
             })
-            .await;
+            .await?;
         reporter.end_wait();
-        let claim = claim?;
         let detail = match &claim {
             Claim::Held(_) => {
                 let text = format!(
