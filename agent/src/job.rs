@@ -2,6 +2,7 @@
 //! and write the seed side by side, recording each step so a restart
 //! resumes where this run stopped.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,7 +23,23 @@ use crate::retry::{Progress, RetryPolicy, retry};
 use crate::seed::{self, Ownership, SeedOutcome};
 use crate::state::{Outcome, Phase, Store, now};
 
+/// How often a wait logs that it is still waiting.
+const WAIT_LOG_EVERY: Duration = Duration::from_secs(15);
+/// How often a wait updates STATUS= (which shows the seconds waited), each
+/// time extending systemd's start timeout by `WAIT_EXTEND` (plus margin).
+const WAIT_STATUS_EVERY: Duration = Duration::from_secs(1);
+const WAIT_EXTEND: Duration = Duration::from_secs(30);
+/// How often a wait writes its progress (`detail`, `attempts`) to state.json.
+const WAIT_SAVE_EVERY: Duration = Duration::from_secs(10);
+
 /// Reports one phase's attempts to systemd, the journal and the state file.
+///
+/// A request that fails (the PUT, a Kubernetes write) is reported on every
+/// failed attempt: a WARN line, STATUS=, the state file. Waiting for what is
+/// expected to take time (the kubeconfig file, `/readyz`, a Lease another
+/// node holds) is no failure: it is logged when it starts, every
+/// `WAIT_LOG_EVERY` while it lasts and when it ends, and STATUS= and the
+/// state file follow it at a bounded rate, never per poll.
 struct Reporter<'a> {
     phase: Phase,
     what: &'a str,
@@ -30,24 +47,136 @@ struct Reporter<'a> {
     notifier: &'a Notifier,
     /// Whether attempts count in the state file's `attempts`, which counts
     /// the phase's own requests (the PUT, the create), not the steps that
-    /// prepare them (address discovery, the certificate check).
+    /// prepare them (address discovery, the certificate check); for the
+    /// wait phase, its polls.
     counted: bool,
+    /// Each attempt polls for something expected to take time: a failed
+    /// one means "not yet", not an error.
+    polls: bool,
+    /// The wait in progress, if any.
+    wait: Mutex<Option<Wait>>,
+}
+
+struct Wait {
+    what: String,
+    since: Instant,
+    /// Polls that found it not there (yet).
+    polls: u32,
+    logged: Instant,
+    shown: Option<Instant>,
+    saved: Option<Instant>,
+}
+
+impl Reporter<'_> {
+    fn is_waiting(&self) -> bool {
+        self.wait
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// One more poll that found `what` still going on, for `reason` (may
+    /// be empty). The first poll starts the wait.
+    fn waiting(&self, what: &str, reason: &str) {
+        let now = Instant::now();
+        let mut slot = self.wait.lock().unwrap_or_else(|e| e.into_inner());
+        let because = |prefix: &str| {
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}{reason}")
+            }
+        };
+        if slot.as_ref().is_none_or(|w| w.what != what) {
+            let text = if reason.is_empty() {
+                what.to_string()
+            } else {
+                format!("{what} ({reason})")
+            };
+            record(Event::WaitStarted, &text);
+            *slot = Some(Wait {
+                what: what.to_string(),
+                since: now,
+                polls: 0,
+                logged: now,
+                shown: None,
+                saved: None,
+            });
+        }
+        let Some(wait) = slot.as_mut() else { return };
+        wait.polls += 1;
+        let waited = (now - wait.since).as_secs();
+        if now - wait.logged >= WAIT_LOG_EVERY {
+            wait.logged = now;
+            record(
+                Event::WaitProgress,
+                &format!(
+                    "{what}: still waiting after {waited}s ({} polls{})",
+                    wait.polls,
+                    because("; last: ")
+                ),
+            );
+        }
+        if wait.shown.is_none_or(|t| now - t >= WAIT_STATUS_EVERY) {
+            wait.shown = Some(now);
+            self.notifier.phase(
+                self.phase.name(),
+                format!("{what} ({waited}s so far{})", because("; ")),
+                Some(WAIT_EXTEND),
+            );
+        }
+        if wait.saved.is_none_or(|t| now - t >= WAIT_SAVE_EVERY) {
+            wait.saved = Some(now);
+            let detail = format!(
+                "{what}: {waited}s so far, {} polls{}",
+                wait.polls,
+                because("; last: ")
+            );
+            if let Err(e) = self.store.phase(self.phase, |r| r.detail = Some(detail)) {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
+
+    /// The wait in progress, if any, ended well (a failed one is reported
+    /// by its phase).
+    fn end_wait(&self) {
+        let wait = self.wait.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(wait) = wait {
+            record(
+                Event::WaitDone,
+                &format!(
+                    "{}: done after {:.1}s",
+                    wait.what,
+                    wait.since.elapsed().as_secs_f64()
+                ),
+            );
+        }
+    }
 }
 
 impl Progress for Reporter<'_> {
     fn attempt(&self, n: u32) {
+        let waiting = self.polls || self.is_waiting();
         if self.counted {
-            if let Err(e) = self.store.phase(self.phase, |r| r.attempts += 1) {
+            if waiting {
+                self.store.phase_unsaved(self.phase, |r| r.attempts += 1);
+            } else if let Err(e) = self.store.phase(self.phase, |r| r.attempts += 1) {
                 tracing::warn!("{e:#}");
             }
         }
-        if n == 1 {
+        // A new step; while waiting, the wait's own text stays.
+        if n == 1 && !self.is_waiting() {
             self.notifier
                 .phase(self.phase.name(), self.what.to_string(), None);
         }
     }
 
     fn retrying(&self, n: u32, error: &str, next: Duration) {
+        if self.polls {
+            self.waiting(self.what, error);
+            return;
+        }
         let text = format!(
             "{} (attempt {n} failed: {error}; next try in {:.1}s)",
             self.what,
@@ -59,6 +188,12 @@ impl Progress for Reporter<'_> {
         let _ = self.store.phase(self.phase, |r| {
             r.detail = Some(format!("attempt {n}: {error}"))
         });
+    }
+
+    fn succeeded(&self, _n: u32) {
+        if self.polls {
+            self.end_wait();
+        }
     }
 }
 
@@ -144,8 +279,9 @@ impl Job<'_> {
         deadline: Instant,
     ) -> anyhow::Result<(Claim, String)> {
         let what = format!("claiming Lease kube-system/{}", lease::NAME);
+        let reporter = self.reporter(Phase::Lease, &what);
         let claim = coordinator
-            .claim(deadline, &self.reporter(Phase::Lease, &what), |holder, duration| {
+            .claim(deadline, &reporter, |holder, duration| {
                 let text = format!(
                     "control-plane node {} holds Lease kube-system/{}; waiting for it to finish \
                      (or to stop renewing for {}s)",
@@ -153,10 +289,10 @@ impl Job<'_> {
                     lease::NAME,
                     duration.as_secs()
                 );
-                tracing::info!("{text}");
-                self.notifier.phase(Phase::Lease.name(), text, None);
+                reporter.waiting(&text, "");
             })
             .await?;
+        reporter.end_wait();
         let detail = match &claim {
             Claim::Held(_) => {
                 let text = format!(
@@ -247,6 +383,16 @@ impl Job<'_> {
             store: self.store,
             notifier: self.notifier,
             counted: true,
+            polls: false,
+            wait: Mutex::new(None),
+        }
+    }
+
+    /// For polling something expected to take time.
+    fn poll_reporter<'b>(&'b self, phase: Phase, what: &'b str) -> Reporter<'b> {
+        Reporter {
+            polls: true,
+            ..self.reporter(phase, what)
         }
     }
 
@@ -270,7 +416,7 @@ impl Job<'_> {
             &poll,
             deadline,
             &what,
-            &self.reporter(Phase::Wait, &what),
+            &self.poll_reporter(Phase::Wait, &what),
             |_| async { kubeconfig::read(path) },
         )
         .await?;
@@ -285,7 +431,7 @@ impl Job<'_> {
             &poll,
             deadline,
             &what,
-            &self.reporter(Phase::Wait, &what),
+            &self.poll_reporter(Phase::Wait, &what),
             |_| cluster.ready(),
         )
         .await?;

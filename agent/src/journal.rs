@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Level, Subscriber, span};
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
@@ -34,11 +35,14 @@ pub(crate) enum Event {
     PreflightIgnored,
     LeaseHeld,
     PeerCompleted,
+    WaitStarted,
+    WaitProgress,
+    WaitDone,
 }
 
 impl Event {
     #[cfg(test)]
-    pub(crate) const ALL: [Event; 16] = [
+    pub(crate) const ALL: [Event; 19] = [
         Event::PhaseStarted,
         Event::PhaseDone,
         Event::PhaseFailed,
@@ -55,6 +59,9 @@ impl Event {
         Event::PreflightIgnored,
         Event::LeaseHeld,
         Event::PeerCompleted,
+        Event::WaitStarted,
+        Event::WaitProgress,
+        Event::WaitDone,
     ];
 
     pub(crate) fn id(self) -> &'static str {
@@ -75,6 +82,9 @@ impl Event {
             Event::PreflightIgnored => "23aaec20ac8247a5b9da28edf88c3252",
             Event::LeaseHeld => "af57a974042a4ff296c47d91a6c7fb1b",
             Event::PeerCompleted => "1fb5ef1b201e48b58b822ac5c42dab56",
+            Event::WaitStarted => "54d2090c9b6d4d1483f65fd54c80194e",
+            Event::WaitProgress => "a6830ed5e96742eb8bb7926613c4c759",
+            Event::WaitDone => "7d5914bd0da94c7fa5462d7b731a4e0f",
         }
     }
 
@@ -118,9 +128,16 @@ pub fn init(verbose: bool) {
     if stderr_is_journal()
         && let Ok(layer) = tracing_journald::layer()
     {
+        // The crate maps INFO to notice (5); ours are informational (6),
+        // so `journalctl -p notice` shows what needs attention.
         let layer = layer
             .with_field_prefix(None)
-            .with_syslog_identifier("catalyst-bootstrap".into());
+            .with_syslog_identifier("catalyst-bootstrap".into())
+            .with_priority_mappings(PriorityMappings {
+                info: Priority::Informational,
+                debug: Priority::Debug,
+                ..PriorityMappings::new()
+            });
         tracing_subscriber::registry()
             .with(layer.with_filter(filter))
             .init();

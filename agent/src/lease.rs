@@ -116,7 +116,8 @@ fn decode(bytes: &[u8]) -> Result<Lease, KubeError> {
 
 impl Coordinator<'_> {
     /// Waits until this node holds the Lease or another node has recorded
-    /// that it did the work.
+    /// that it did the work; `waiting` is told after each look that found
+    /// another node holding it.
     pub(crate) async fn claim(
         &self,
         deadline: Instant,
@@ -125,7 +126,6 @@ impl Coordinator<'_> {
     ) -> anyhow::Result<Claim> {
         let seen = Mutex::new(Seen::default());
         let what = format!("claiming Lease {NAMESPACE}/{NAME}");
-        let mut announced: Option<Untrusted> = None;
         loop {
             let round = retry(self.policy, deadline, &what, progress, |_| {
                 self.round(&seen)
@@ -136,15 +136,12 @@ impl Coordinator<'_> {
                 Round::DoneBy { node, at } => return Ok(Claim::DoneBy { node, at }),
                 Round::Raced => continue,
                 Round::Wait { holder, duration } => {
-                    if announced.as_ref() != Some(&holder) {
-                        waiting(&holder, duration);
-                        announced = Some(holder);
-                    }
+                    waiting(&holder, duration);
                     let poll = self.poll();
                     if Instant::now() + poll > deadline {
                         return Err(anyhow::anyhow!(
                             "{what}: the deadline passed while node {} held it",
-                            announced.unwrap_or_default().shown()
+                            holder.shown()
                         ))
                         .context(Exit::Deadline);
                     }

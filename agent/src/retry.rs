@@ -163,6 +163,8 @@ pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
 pub(crate) trait Progress {
     fn attempt(&self, n: u32);
     fn retrying(&self, n: u32, error: &str, next: Duration);
+    /// Attempt `n` succeeded.
+    fn succeeded(&self, _n: u32) {}
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the next try would
@@ -188,7 +190,10 @@ where
         // The deadline bounds each attempt too: a peer that drips its answer
         // a byte at a time never trips a per-read timeout.
         let err = match tokio::time::timeout_at(deadline, op(n).instrument(span.clone())).await {
-            Ok(Ok(value)) => return Ok(value),
+            Ok(Ok(value)) => {
+                progress.succeeded(n);
+                return Ok(value);
+            }
             Ok(Err(err)) => err,
             Err(_) => {
                 let before = last.map(|l| format!(" (attempt {} failed: {l})", n - 1));
@@ -262,6 +267,9 @@ mod tests {
         }
         fn retrying(&self, n: u32, error: &str, _next: Duration) {
             self.0.lock().unwrap().push(format!("retry {n}: {error}"));
+        }
+        fn succeeded(&self, n: u32) {
+            self.0.lock().unwrap().push(format!("succeeded {n}"));
         }
     }
 
@@ -362,10 +370,15 @@ mod tests {
         .unwrap();
         assert_eq!(got, 3);
         assert_eq!(
-            log.0.lock().unwrap().len(),
-            5,
-            "{:?}",
-            log.0.lock().unwrap()
+            *log.0.lock().unwrap(),
+            vec![
+                "attempt 1",
+                "retry 1: fake: Retry(Retry { after: None, refused: false, overloaded: false })",
+                "attempt 2",
+                "retry 2: fake: Retry(Retry { after: None, refused: false, overloaded: false })",
+                "attempt 3",
+                "succeeded 3"
+            ]
         );
     }
 

@@ -223,6 +223,13 @@ impl Store {
         self.update(|s| change(s.phase_mut(phase)))
     }
 
+    /// Changes one phase's record in memory only; the next write persists
+    /// it. For what changes on every poll of a wait.
+    pub(crate) fn phase_unsaved(&self, phase: Phase, change: impl FnOnce(&mut PhaseRecord)) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        change(state.phase_mut(phase));
+    }
+
     fn update(&self, change: impl FnOnce(&mut State)) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut state);

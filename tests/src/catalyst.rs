@@ -141,7 +141,11 @@ impl FakeCatalystApi {
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.certificate.is_some() { "https" } else { "http" };
+        let scheme = if self.certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.server.addr())
     }
 
@@ -261,7 +265,10 @@ async fn handle(state: &Mutex<State>, req: Request<Bytes>) -> Answer {
         Some(Step::Drip { status, every }) => respond_dripping(
             status,
             "application/json",
-            &format!(r#"{{"error":"write-failed","detail":"{}"}}"#, "slow ".repeat(800)),
+            &format!(
+                r#"{{"error":"write-failed","detail":"{}"}}"#,
+                "slow ".repeat(800)
+            ),
             every,
         ),
         Some(Step::SlowBody { status, stall }) => respond_stalling(

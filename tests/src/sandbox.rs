@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 pub use nix::sys::signal::Signal;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
@@ -184,8 +185,11 @@ impl Sandbox {
     /// writer comes, which none does.
     pub fn put_fifo(&self, path: &Path) {
         let _ = std::fs::remove_file(path);
-        nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
-            .expect("mkfifo");
+        nix::unistd::mkfifo(
+            path,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .expect("mkfifo");
     }
 
     /// Puts a character device that reads as endless zeros (1:5, like
@@ -194,7 +198,13 @@ impl Sandbox {
         use nix::sys::stat::{Mode, SFlag, makedev, mknod};
         crate::ship::require_root();
         let _ = std::fs::remove_file(path);
-        mknod(path, SFlag::S_IFCHR, Mode::S_IRUSR | Mode::S_IWUSR, makedev(1, 5)).expect("mknod");
+        mknod(
+            path,
+            SFlag::S_IFCHR,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+            makedev(1, 5),
+        )
+        .expect("mknod");
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -402,12 +412,17 @@ retry:
                     }
                 };
                 let stripped: String = text.chars().filter(|c| keep(*c)).collect();
-                let stripped = if hex_secret { stripped.to_ascii_lowercase() } else { stripped };
+                let stripped = if hex_secret {
+                    stripped.to_ascii_lowercase()
+                } else {
+                    stripped
+                };
                 let pure: String = secret.chars().filter(|c| keep(*c)).collect();
                 // Any 32 characters of it, at every 16th offset.
                 let chars: Vec<char> = pure.chars().collect();
                 for start in (0..chars.len().saturating_sub(32) + 1).step_by(16) {
-                    let window: String = chars[start..(start + 32).min(chars.len())].iter().collect();
+                    let window: String =
+                        chars[start..(start + 32).min(chars.len())].iter().collect();
                     assert!(!text.contains(&window), "{what} leaked into {place}");
                     assert!(
                         !stripped.contains(&window),
@@ -445,10 +460,59 @@ retry:
         assert!(ready <= 1, "READY=1 sent {ready} times");
     }
 
+    /// Starts counting writes of `state.json` (creating the state directory).
+    pub fn watch_state_writes(&self) -> StateWrites {
+        std::fs::create_dir_all(self.state_dir()).unwrap();
+        StateWrites::watch(&self.state_dir())
+    }
+
     pub fn state(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.state_dir().join("state.json"))
             .expect("state.json exists");
         serde_json::from_str(&text).expect("state.json parses")
+    }
+}
+
+/// Counts the writes of `state.json` in a state directory with inotify:
+/// every write renames a fsynced temporary file over it (`IN_MOVED_TO`).
+pub struct StateWrites(Inotify);
+
+impl StateWrites {
+    fn watch(dir: &Path) -> StateWrites {
+        let inotify =
+            Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).expect("inotify_init");
+        inotify
+            // The creations of the temporary file keep the kernel from
+            // coalescing consecutive identical IN_MOVED_TO events.
+            .add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+            .expect("watching the state directory");
+        StateWrites(inotify)
+    }
+
+    /// The writes since the last call (or since the watch began).
+    pub fn take(&self) -> usize {
+        let mut count = 0;
+        loop {
+            match self.0.read_events() {
+                Ok(events) => {
+                    assert!(
+                        !events
+                            .iter()
+                            .any(|e| e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)),
+                        "inotify queue overflowed"
+                    );
+                    count += events
+                        .iter()
+                        .filter(|e| {
+                            e.mask.contains(AddWatchFlags::IN_MOVED_TO)
+                                && e.name.as_deref() == Some(std::ffi::OsStr::new("state.json"))
+                        })
+                        .count();
+                }
+                Err(nix::errno::Errno::EAGAIN) => return count,
+                Err(e) => panic!("reading inotify events: {e}"),
+            }
+        }
     }
 }
 

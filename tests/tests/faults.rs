@@ -1376,7 +1376,11 @@ fn invariants(
     // agent tell systemd more than its own words; no proxy was asked.
     sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
     sb.assert_notify_well_formed(notified_from);
-    assert_eq!(sb.trap.hits(), 0, "{name}: a request went to the proxy trap");
+    assert_eq!(
+        sb.trap.hits(),
+        0,
+        "{name}: a request went to the proxy trap"
+    );
 }
 
 async fn run_case(case: &Case) {
@@ -1438,7 +1442,10 @@ async fn run_case(case: &Case) {
 /// to run one against another binary with `CATALYST_BOOTSTRAP_BIN`).
 async fn run_area(area: Area) {
     let only = std::env::var("CATALYST_FAULT_CASES").ok();
-    let chosen = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == name));
+    let chosen = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == name))
+    };
     for case in CASES.iter().filter(|c| c.area == area && chosen(c.name)) {
         eprintln!("fault case {}", case.name);
         run_case(case).await;

@@ -169,7 +169,7 @@ async fn api_server_up_late() {
         sb.notify
             .statuses()
             .iter()
-            .any(|s| s.contains("waiting for the API server") && s.contains("attempt"))
+            .any(|s| s.contains("waiting for the API server") && s.contains("s so far"))
     );
     assert!(sb.api.count(&Method::GET, "/readyz") >= 2);
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
@@ -1340,4 +1340,240 @@ async fn a_dead_holder_is_taken_over_after_expiry_without_a_second_seed() {
         "cp-2"
     );
     sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+}
+
+/// What the agent produced while it waited.
+#[derive(Debug)]
+struct DuringWait {
+    seconds: f64,
+    /// Log entries (a message may span several lines).
+    lines: Vec<String>,
+    datagrams: Vec<String>,
+    state_writes: usize,
+}
+
+/// Starts the agent in a sandbox where something it waits for is missing,
+/// lets it wait `wait`, counts what it logged, sent to systemd and wrote
+/// to its state file meanwhile, then lets the wait end with `end` and runs
+/// the job to success.
+async fn wait_for(
+    start: Start,
+    wait: Duration,
+    end: impl FnOnce(&Sandbox),
+) -> (Sandbox, DuringWait, Finished) {
+    let sb = Sandbox::with(start);
+    let writes = sb.watch_state_writes();
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("wait phase started")
+        })
+        .await;
+    let began = std::time::Instant::now();
+    let entries = |text: &str| -> Vec<String> {
+        let mut entries: Vec<String> = Vec::new();
+        for line in text.lines() {
+            match entries.last_mut() {
+                Some(last) if !line.starts_with("20") => last.push_str(line),
+                _ => entries.push(line.to_string()),
+            }
+        }
+        entries
+    };
+    // From the entry that says the phase started, and from the start for
+    // datagrams (none is sent before the wait phase).
+    let lines = entries(&agent.stderr())
+        .iter()
+        .position(|e| e.contains("wait phase started"))
+        .unwrap()
+        + 1;
+    writes.take();
+    tokio::time::sleep(wait).await;
+    let during = DuringWait {
+        seconds: began.elapsed().as_secs_f64(),
+        lines: entries(&agent.stderr()).split_off(lines),
+        datagrams: sb.notify.messages(),
+        state_writes: writes.take(),
+    };
+    println!(
+        "during {:.1}s of waiting: {} log entries on stderr, {} notify datagrams, {} state.json writes",
+        during.seconds,
+        during.lines.len(),
+        during.datagrams.len(),
+        during.state_writes
+    );
+    end(&sb);
+    let out = agent.finish().await;
+    assert_exit(&out, 0);
+    (sb, during, out)
+}
+
+/// Waiting for what is expected to take time is no failure: one line when
+/// it starts and progress at most every 15 s, STATUS= about once a second
+/// with EXTEND_TIMEOUT_USEC, state.json at most every 10 s.
+fn assert_quiet(during: &DuringWait) {
+    let seconds = during.seconds;
+    assert!(
+        during.lines.len() as f64 <= 1.0 + seconds / 15.0
+            && !during.lines.iter().any(|l| l.contains("WARN")),
+        "{during:#?}"
+    );
+    assert!(
+        during.datagrams.len() as f64 <= 2.0 * seconds + 2.0,
+        "{during:#?}"
+    );
+    assert!(
+        during
+            .datagrams
+            .iter()
+            .any(|d| d.contains("EXTEND_TIMEOUT_USEC=")),
+        "systemd's start timeout is still extended: {during:#?}"
+    );
+    assert!(
+        during.state_writes as f64 <= 1.0 + seconds / 10.0,
+        "{during:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_for_the_kubeconfig_is_quiet() {
+    let (sb, during, out) = wait_for(
+        Start {
+            kubeconfig: false,
+            ..Start::default()
+        },
+        Duration::from_secs(16),
+        |sb| {
+            // Saved during the wait: how long, how many polls, why.
+            let wait = &sb.state()["wait"];
+            assert!(wait["attempts"].as_u64().unwrap() > 10, "{wait}");
+            let detail = wait["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("s so far") && detail.contains("k3s.yaml does not exist yet"),
+                "{detail}"
+            );
+            sb.write_kubeconfig()
+        },
+    )
+    .await;
+    assert_quiet(&during);
+    let [started, progress] = &during.lines[..] else {
+        panic!("a start and a progress line: {during:#?}")
+    };
+    assert!(
+        started.contains("INFO")
+            && started.contains("waiting for")
+            && started.contains("k3s.yaml does not exist yet"),
+        "{during:#?}"
+    );
+    assert!(
+        progress.contains("INFO")
+            && progress.contains("still waiting after 15s")
+            && progress.contains("polls; last: ")
+            && progress.contains("k3s.yaml does not exist yet"),
+        "{during:#?}"
+    );
+    assert!(
+        during
+            .datagrams
+            .iter()
+            .any(|d| d.contains("k3s.yaml does not exist yet") && d.contains("s so far")),
+        "{during:#?}"
+    );
+    assert_stderr(&out, "k3s.yaml: done after 16.");
+    assert!(sb.seed_secret().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_for_readyz_is_quiet() {
+    let (sb, during, out) = wait_for(
+        Start {
+            api_ready: false,
+            ..Start::default()
+        },
+        Duration::from_secs(7),
+        |sb| sb.api.set_ready(true),
+    )
+    .await;
+    assert_quiet(&during);
+    assert!(
+        during.lines[0].contains("INFO") && during.lines[0].contains("waiting for the API server"),
+        "{during:#?}"
+    );
+    assert_stderr(&out, "to be ready: done after 7.");
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_who_holds_the_lease_for_the_whole_wait() {
+    let sb = Sandbox::new();
+    // Polled every second; taken over once it has not changed for 4 s.
+    sb.write_config("lease_duration: 4s\n");
+    sb.api.insert(
+        LEASE,
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "catalyst-bootstrap", "namespace": "kube-system"},
+               "spec": {"holderIdentity": "cp-gone", "leaseDurationSeconds": 4}}),
+    );
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    let statuses = sb.notify.statuses();
+    let first = statuses
+        .iter()
+        .position(|s| s.contains("cp-gone holds Lease"))
+        .unwrap_or_else(|| panic!("{statuses:#?}"));
+    let held = statuses
+        .iter()
+        .position(|s| s.contains("cp-gone stopped renewing") || s.contains("and does the work"))
+        .unwrap_or_else(|| panic!("{statuses:#?}"));
+    let between = &statuses[first..held];
+    assert!(
+        between.iter().all(|s| s.contains("cp-gone holds Lease")),
+        "the waiting text stays while waiting: {between:#?}"
+    );
+    let waiting: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cp-gone"))
+        .collect();
+    assert!(
+        waiting.len() <= 4 && !waiting.iter().any(|l| l.contains("WARN")),
+        "{waiting:#?}"
+    );
+    assert!(
+        waiting
+            .iter()
+            .any(|l| l.contains("INFO") && l.contains("done after")),
+        "the wait's end is logged with how long it took: {waiting:#?}"
+    );
+}
+
+/// Journal priorities follow syslog's meaning: INFO is informational (6),
+/// not notice (5), so `journalctl -p notice` shows only what needs a look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_priorities_are_syslog_levels() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: spawn_journaled needs root");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.catalyst.script([Step::error(503, "write-failed")]);
+    let agent = sb.spawn_journaled(&["run"], &[]);
+    let pid = agent.pid();
+    assert_exit(&agent.finish().await, 0);
+    let entries: Vec<_> = sb
+        .journal
+        .entries()
+        .into_iter()
+        .filter(|e| e.pid == pid)
+        .collect();
+    let priority = |needle: &str| {
+        entries
+            .iter()
+            .find(|e| e.get("MESSAGE").is_some_and(|m| m.contains(needle)))
+            .and_then(|e| e.get("PRIORITY"))
+            .unwrap_or_else(|| panic!("{needle}: {entries:#?}"))
+    };
+    assert_eq!(priority("wait phase started"), "6");
+    assert_eq!(priority("attempt 1 failed"), "4");
 }

@@ -74,7 +74,11 @@ fn assert_token_gone(c: &Container) {
         "/run/credentials/catalyst-bootstrap.service",
     ] {
         let present = c.exec(&["test", "-e", path]);
-        assert!(!present.status.success(), "{path} outlived the job:\n{}", diagnose(c));
+        assert!(
+            !present.status.success(),
+            "{path} outlived the job:\n{}",
+            diagnose(c)
+        );
     }
 }
 
@@ -136,7 +140,9 @@ fn unit_does_the_job_and_reports_to_systemd_and_journald() {
         sb.seed_secret().is_some(),
         "seed written before start returned"
     );
-    wait_until("the unit to end", Duration::from_secs(10), || finished_ok(&c));
+    wait_until("the unit to end", Duration::from_secs(10), || {
+        finished_ok(&c)
+    });
     let status = diagnose(&c);
     assert!(
         status.contains("status=0/SUCCESS") && status.contains("Done: kubeconfig delivered"),
@@ -283,11 +289,16 @@ fn a_holder_name_cannot_tell_systemd_the_job_is_done() {
         "0644",
     );
     c.sh("systemctl start --no-block catalyst-bootstrap");
-    wait_until("the agent to wait for the Lease", Duration::from_secs(60), || {
-        c.show(UNIT, "StatusText").contains("holds Lease")
-    });
+    wait_until(
+        "the agent to wait for the Lease",
+        Duration::from_secs(60),
+        || c.show(UNIT, "StatusText").contains("holds Lease"),
+    );
     let status = c.show(UNIT, "StatusText");
-    assert!(status.contains("node-b\\nREADY=1\\nMAINPID=1\\nnode-c"), "{status}");
+    assert!(
+        status.contains("node-b\\nREADY=1\\nMAINPID=1\\nnode-c"),
+        "{status}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         c.show(UNIT, "ActiveState"),
@@ -295,14 +306,20 @@ fn a_holder_name_cannot_tell_systemd_the_job_is_done() {
         "systemd heard READY=1 before the job was done:\n{}",
         diagnose(&c)
     );
-    assert!(c.exec(&["test", "-e", "/etc/credstore/kubeconfig-bearer"]).status.success());
+    assert!(
+        c.exec(&["test", "-e", "/etc/credstore/kubeconfig-bearer"])
+            .status
+            .success()
+    );
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 0);
 
     let pid = c.show(UNIT, "MainPID");
     c.sh(&format!("kill -9 {pid}"));
-    wait_until("the restart to finish the job", Duration::from_secs(90), || {
-        finished_ok(&c)
-    });
+    wait_until(
+        "the restart to finish the job",
+        Duration::from_secs(90),
+        || finished_ok(&c),
+    );
     assert_eq!(c.show(UNIT, "NRestarts"), "1", "{}", diagnose(&c));
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
     assert_eq!(sb.api.count(&http::Method::POST, SECRETS), 1);
