@@ -367,7 +367,8 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
             return respond(code, "text/plain; charset=utf-8", page);
         }
         Some(Fault::Drip { code, every }) => {
-            let body = status(code, "InternalError", "the server is slow today", json!({}));
+            let slow = "the server is slow today; ".repeat(160);
+            let body = status(code, "InternalError", &slow, json!({}));
             return crate::http::respond_dripping(
                 code,
                 "application/json",

@@ -61,6 +61,8 @@ type Setup = fn(&Sandbox);
 enum Drive {
     /// Run to the end.
     Run,
+    /// Run to the end, which must come within this long of the start.
+    RunWithin(Duration),
     /// Send `signal` once `ready` holds for the sandbox and stderr.
     Signal {
         ready: fn(&Sandbox, &str) -> bool,
@@ -957,7 +959,7 @@ const CASES: &[Case] = &[
                 every: Duration::from_millis(200),
             }]);
         },
-        drive: Drive::Run,
+        drive: Drive::RunWithin(Duration::from_secs(10)),
         exit: Some(69),
         says: "no complete answer before the deadline",
         outcome: "the attempt ends at the deadline: exit 69 within seconds",
@@ -984,7 +986,7 @@ const CASES: &[Case] = &[
                 },
             );
         },
-        drive: Drive::Run,
+        drive: Drive::RunWithin(Duration::from_secs(10)),
         exit: Some(69),
         says: "no complete answer before the deadline",
         outcome: "exit 69 within seconds of the deadline; the next run writes the seed once",
@@ -1199,6 +1201,17 @@ async fn until(sb: &Sandbox, agent: &Agent, case: &Case, moment: fn(&Sandbox, &s
 async fn drive(sb: &Sandbox, case: &Case) -> Finished {
     match case.drive {
         Drive::Run => run_agent(sb).await,
+        Drive::RunWithin(limit) => {
+            let started = std::time::Instant::now();
+            let out = run_agent(sb).await;
+            assert!(
+                started.elapsed() < limit,
+                "{}: took {:?}, more than {limit:?}",
+                case.name,
+                started.elapsed()
+            );
+            out
+        }
         Drive::NoDns => spawn_without_dns(sb).finish().await,
         Drive::Signal { ready, signal } => {
             let agent = spawn(sb);

@@ -58,13 +58,29 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 /// The job ran and the unit ended: without RemainAfterExit= a finished
-/// unit is inactive (dead) with result success and its main process's
-/// exit status 0.
+/// unit is inactive (dead) with result success, and the agent left its
+/// done stamp.
 fn finished_ok(c: &Container) -> bool {
     c.show(UNIT, "ActiveState") == "inactive"
         && c.show(UNIT, "Result") == "success"
-        && c.show(UNIT, "ExecMainCode") == "1"
-        && c.show(UNIT, "ExecMainStatus") == "0"
+        && c.exec(&["test", "-e", "/var/lib/catalyst-bootstrap/done"])
+            .status
+            .success()
+}
+
+/// Waits for [`finished_ok`], showing what systemd says when it does not come.
+fn wait_finished(c: &Container, what: &str) {
+    let end = Instant::now() + Duration::from_secs(90);
+    while !finished_ok(c) {
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {what}: ActiveState={} Result={}\n{}",
+            c.show(UNIT, "ActiveState"),
+            c.show(UNIT, "Result"),
+            diagnose(c)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Neither the credential store nor systemd's copy holds the token.
@@ -140,12 +156,10 @@ fn unit_does_the_job_and_reports_to_systemd_and_journald() {
         sb.seed_secret().is_some(),
         "seed written before start returned"
     );
-    wait_until("the unit to end", Duration::from_secs(10), || {
-        finished_ok(&c)
-    });
+    wait_finished(&c, "the unit to end");
     let status = diagnose(&c);
     assert!(
-        status.contains("status=0/SUCCESS") && status.contains("Done: kubeconfig delivered"),
+        status.contains("Deactivated successfully") && status.contains("Done: kubeconfig delivered"),
         "systemctl status does not say the job succeeded:\n{status}"
     );
     println!("StatusText seen during start:\n  {}", statuses.join("\n  "));
@@ -247,11 +261,7 @@ fn kill_9_mid_retry_then_systemd_restart_ends_with_one_seed_and_one_kubeconfig()
     );
 
     c.sh(&format!("kill -9 {pid}"));
-    wait_until(
-        "systemd to restart the agent and the job to finish",
-        Duration::from_secs(90),
-        || finished_ok(&c),
-    );
+    wait_finished(&c, "systemd to restart the agent and the job to finish");
     assert_ne!(c.show(UNIT, "MainPID"), pid);
     assert_eq!(c.show(UNIT, "NRestarts"), "1");
     assert_eq!(
@@ -315,11 +325,7 @@ fn a_holder_name_cannot_tell_systemd_the_job_is_done() {
 
     let pid = c.show(UNIT, "MainPID");
     c.sh(&format!("kill -9 {pid}"));
-    wait_until(
-        "the restart to finish the job",
-        Duration::from_secs(90),
-        || finished_ok(&c),
-    );
+    wait_finished(&c, "the restart to finish the job");
     assert_eq!(c.show(UNIT, "NRestarts"), "1", "{}", diagnose(&c));
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
     assert_eq!(sb.api.count(&http::Method::POST, SECRETS), 1);
@@ -399,9 +405,7 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     let status = c.exec(&["cloud-init", "status", "--wait", "--long"]);
     let status = String::from_utf8_lossy(&status.stdout).to_string();
     assert!(status.contains("status: done"), "cloud-init:\n{status}");
-    wait_until("the agent to finish", Duration::from_secs(90), || {
-        finished_ok(&c)
-    });
+    wait_finished(&c, "the agent to finish");
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
     assert!(sb.seed_secret().is_some());
     let mode = c.sh("stat -c %a /etc/catalyst-bootstrap/config.yaml");
