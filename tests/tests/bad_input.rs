@@ -142,7 +142,7 @@ async fn bad_token_files() {
     let sb = Sandbox::new();
     std::fs::remove_file(sb.token_path()).unwrap();
     let out = check(&sb, &["run"]).await;
-    assert_refused(&sb, &out, &["bearer token", "cannot open"]);
+    assert_refused(&sb, &out, &["bearer token", "does not exist"]);
 
     let sb = Sandbox::new();
     std::fs::remove_file(sb.token_path()).unwrap();
