@@ -13,9 +13,7 @@ use crate::config::{Initial, KEYS, Overrides};
     version,
     about = "First-boot agent for OpenOva Sovereign control-plane nodes: delivers the node's kubeconfig \
              to catalyst-api and writes the OpenBao recovery seed",
-    after_help = "Exit codes: 0 done, 65 unusable data, 68 certificate lacks the public address, 69 deadline passed, 70 internal error, \
-                  73 cannot write state, 75 interrupted, 76 unexpected catalyst-api answer, \
-                  77 bearer rejected, 78 bad configuration. status: 0 done, 1 failed, 2 not done yet."
+    after_help = crate::exit::help()
 )]
 pub struct Cli {
     #[command(subcommand)]
