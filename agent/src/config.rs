@@ -1238,6 +1238,15 @@ mod tests {
     }
 
     #[test]
+    fn readme_names_every_flag() {
+        let readme = include_str!("../../README.md");
+        for k in KEYS.iter().filter(|k| k.flag.is_some()) {
+            let flag = format!("`--{}`", k.flag_name());
+            assert!(readme.contains(&flag), "README.md does not name {flag}");
+        }
+    }
+
+    #[test]
     fn etc_drop_ins_mask_usr_lib_ones_of_the_same_name() {
         let root = tempfile::tempdir().unwrap();
         let usr = root.path().join("usr");
