@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
-use crate::config::Overrides;
+use crate::config::{Initial, KEYS, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,9 +13,7 @@ use crate::config::Overrides;
     version,
     about = "First-boot agent for OpenOva Sovereign control-plane nodes: delivers the node's kubeconfig \
              to catalyst-api and writes the OpenBao recovery seed",
-    after_help = "Exit codes: 0 done, 65 unusable data, 68 certificate lacks the public address, 69 deadline passed, 70 internal error, \
-                  73 cannot write state, 75 interrupted, 76 unexpected catalyst-api answer, \
-                  77 bearer rejected, 78 bad configuration. status: 0 done, 1 failed, 2 not done yet."
+    after_help = crate::exit::help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -30,26 +28,10 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
-    #[arg(long, global = true, value_name = "HEX16")]
-    deployment_id: Option<String>,
-    #[arg(long, global = true, value_name = "URL")]
-    catalyst_api_url: Option<String>,
-    /// Public IP address or DNS name of this node's API server.
-    #[arg(long, global = true, value_name = "ADDRESS")]
-    public_address: Option<String>,
-    /// The kubeconfig k3s writes.
-    #[arg(long, global = true, value_name = "FILE")]
-    kubeconfig: Option<String>,
-    #[arg(long, global = true, value_name = "DIR")]
-    pub state_dir: Option<String>,
-    #[arg(long, global = true, value_name = "NAME")]
-    region: Option<String>,
-    /// This node's name, its identity on the coordination Lease (default: the hostname).
-    #[arg(long, global = true, value_name = "NAME")]
-    node_name: Option<String>,
-    /// Overall deadline, like 30m.
-    #[arg(long, global = true, value_name = "DURATION")]
-    deadline: Option<String>,
+    /// The configuration keys that are also flags (`--deployment-id` …),
+    /// generated from their declarations.
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,22 +52,45 @@ pub enum Command {
 }
 
 impl Cli {
-    pub(crate) fn overrides(&self) -> Overrides {
-        let flags = [
-            ("deployment_id", &self.deployment_id),
-            ("catalyst_api_url", &self.catalyst_api_url),
-            ("public_address", &self.public_address),
-            ("kubeconfig", &self.kubeconfig),
-            ("state_dir", &self.state_dir),
-            ("region", &self.region),
-            ("node_name", &self.node_name),
-            ("deadline", &self.deadline),
-        ];
-        Overrides(
-            flags
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.clone()?)))
+    pub(crate) fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+}
+
+/// One global flag per key declared with a flag, its help the key's doc line.
+impl Args for Overrides {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(KEYS.iter().filter(|k| k.flag.is_some()).map(|k| {
+            let default = match k.initial {
+                Initial::Value(v) => format!(" [default: {v}]"),
+                Initial::Unset(text) if !text.is_empty() => format!(" [default: {text}]"),
+                _ => String::new(),
+            };
+            Arg::new(k.name)
+                .long(k.flag_name())
+                .value_name(k.flag)
+                .global(true)
+                .help(format!("{}{default}", k.doc.replace('`', "")))
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for Overrides {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Overrides(
+            KEYS.iter()
+                .filter(|k| k.flag.is_some())
+                .filter_map(|k| Some((k.name, matches.get_one::<String>(k.name)?.clone())))
                 .collect(),
-        )
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
     }
 }

@@ -1,7 +1,14 @@
 //! Configuration: image defaults under `/usr/lib`, the node's file under
-//! `/etc`, drop-ins in `config.d/*.yaml` (lexical order, later wins), then
-//! command-line flags. Every error names the key and the file it came from.
+//! `/etc`, drop-ins in `config.d/*.yaml` (systemd's rule: an `/etc` drop-in
+//! masks the `/usr/lib` one of the same name; lexical order, later wins),
+//! then command-line flags. Every error names the key and the file it came
+//! from.
+//!
+//! Every key is declared once, in [`KEYS`]: its kind, default, doc line and
+//! flag. Loading, validation, `check-config`, the command-line flags and
+//! README's table all follow from it.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -18,41 +25,157 @@ pub(crate) const ETC_DIR: &str = "/etc/catalyst-bootstrap";
 const USR_DIR: &str = "/usr/lib/catalyst-bootstrap";
 const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
-/// Every key the agent knows, as dotted paths; `seed` and `retry` are tables.
-const KEYS: &[&str] = &[
-    "deployment_id",
-    "catalyst_api_url",
-    "public_address",
-    "metadata_url",
-    "sovereign_fqdn",
-    "preflight",
-    "node_name",
-    "lease_duration",
-    "kubeconfig",
-    "token_file",
-    "region",
-    "ca_bundle",
-    "deadline",
-    "state_dir",
-    "connect_timeout",
-    "read_timeout",
-    "seed",
-    "seed.namespace",
-    "seed.name",
-    "seed.key",
-    "seed.marker",
-    "seed.helm_release",
-    "seed.helm_release.name",
-    "seed.helm_release.namespace",
-    "retry",
-    "retry.initial_delay",
-    "retry.max_delay",
-    "retry.overloaded_delay",
+/// How a key's value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A string (YAML numbers are refused: they lose leading zeros).
+    Text,
+    /// `500ms`, `90s`, `30m`, `1h` or a whole number of seconds.
+    Duration,
+    /// A mapping of further keys (`seed`, `retry`).
+    Table,
+    /// A mapping, or a scalar instead of it (`seed.helm_release: none`); a
+    /// later layer's scalar replaces an earlier table and the other way round.
+    TextOrTable,
+}
+
+/// What a key is when no layer sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Initial {
+    Required,
+    /// Unset; the text says what that means (README's default column).
+    Unset(&'static str),
+    /// This value, parsed like one from a file.
+    Value(&'static str),
+}
+
+/// One configuration key.
+#[derive(Debug)]
+pub(crate) struct Key {
+    /// The dotted path (`retry.max_delay`).
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) initial: Initial,
+    /// One line for README's table and the flag's `--help`.
+    pub(crate) doc: &'static str,
+    /// The value name when the key is also a command-line flag
+    /// (`--deployment-id HEX16`).
+    pub(crate) flag: Option<&'static str>,
+    /// Shown as `<redacted>` by `check-config`; never a flag.
+    pub(crate) secret: bool,
+}
+
+impl Key {
+    const fn new(name: &'static str, kind: Kind, initial: Initial, doc: &'static str) -> Key {
+        Key {
+            name,
+            kind,
+            initial,
+            doc,
+            flag: None,
+            secret: false,
+        }
+    }
+
+    const fn flag(self, value_name: &'static str) -> Key {
+        Key {
+            flag: Some(value_name),
+            ..self
+        }
+    }
+
+    /// `--deployment-id` for `deployment_id`.
+    pub(crate) fn flag_name(&self) -> String {
+        self.name.replace('_', "-")
+    }
+}
+
+use Initial::{Required, Unset, Value as Is};
+use Kind::{Duration as Dur, Table, Text, TextOrTable};
+
+/// Every key the agent knows, in README's order.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[Key] = &[
+    Key::new("deployment_id", Text, Required, "16 lowercase hex characters (quote it: YAML reads all-digit values as numbers)").flag("HEX16"),
+    Key::new("catalyst_api_url", Text, Required, "e.g. `https://console.openova.io/sovereign`; `https` only (plain `http` only to a loopback address); no credentials, query or fragment").flag("URL"),
+    Key::new("public_address", Text, Required, "the node's public IPv4/IPv6 address or DNS name, written into the kubeconfig; or `hetzner-metadata` to ask the metadata service (retried until it answers; an answer that is not an IPv4 address is exit 65)").flag("ADDRESS"),
+    Key::new("metadata_url", Text, Is("http://169.254.169.254"), "base URL of the metadata service (`/hetzner/v1/metadata/public-ipv4` is appended); never through a proxy"),
+    Key::new("sovereign_fqdn", Text, Unset(""), "the Sovereign's API name, which k3s has in `--tls-san`: when the certificate does not name the public address but names this, the kubeconfig gets `tls-server-name: <sovereign_fqdn>`"),
+    Key::new("preflight", Text, Is("enforce"), "`enforce`: a kubeconfig whose certificate check fails is not sent (exit 68); `warn`: it is sent with a warning"),
+    Key::new("node_name", Text, Unset("the hostname"), "this node's identity as holder of the coordination Lease (a DNS subdomain name, like a Kubernetes node name)").flag("NAME"),
+    Key::new("lease_duration", Dur, Is("30s"), "how long the Lease holder may go without renewing before another control-plane node takes over"),
+    Key::new("kubeconfig", Text, Is("/etc/rancher/k3s/k3s.yaml"), "the kubeconfig k3s writes").flag("FILE"),
+    Key::new("token_file", Text, Unset(""), "bearer token file (64 lowercase hex), used when no systemd credential is passed; should be `0600` (a warning otherwise)"),
+    Key::new("region", Text, Unset(""), "appended as `?region=` for secondary regions; a lowercase DNS label").flag("NAME"),
+    Key::new("ca_bundle", Text, Unset("system trust store"), "PEM bundle that alone verifies catalyst-api (air-gapped sites); no option to disable verification exists"),
+    Key::new("deadline", Dur, Is("30m"), "overall deadline of one run").flag("DURATION"),
+    Key::new("state_dir", Text, Is("/var/lib/catalyst-bootstrap"), "state file, `done` stamp, lock").flag("DIR"),
+    Key::new("connect_timeout", Dur, Is("10s"), "per request"),
+    Key::new("read_timeout", Dur, Is("30s"), "per read, so a stalled response cannot hang a try"),
+    Key::new("retry", Table, Unset(""), ""),
+    Key::new("retry.initial_delay", Dur, Is("1s"), "first backoff step"),
+    Key::new("retry.max_delay", Dur, Is("60s"), "backoff ceiling"),
+    Key::new("retry.overloaded_delay", Dur, Is("10s"), "least delay after catalyst-api said it is overloaded (`429`, `5xx`) without `Retry-After`"),
+    Key::new("seed", Table, Unset(""), ""),
+    Key::new("seed.namespace", Text, Is("openbao"), "namespace of the seed Secret"),
+    Key::new("seed.name", Text, Is("openbao-recovery-seed"), "name of the seed Secret"),
+    Key::new("seed.key", Text, Is("recovery-seed"), "its data key"),
+    Key::new("seed.marker", Text, Is("openbao-init-marker"), "if this Secret exists, OpenBao is initialised and no seed is written"),
+    Key::new("seed.helm_release", TextOrTable, Unset("`{name: openbao, namespace: openbao}`"), "the Helm release whose ownership metadata the seed Secret carries (`app.kubernetes.io/managed-by: Helm`, `meta.helm.sh/release-name`, `meta.helm.sh/release-namespace`), so that release adopts it, keeping its value, instead of refusing to install; the default is bp-openbao as bootstrap-kit slot 08 installs it. A mapping with both `name` (a Helm release name) and `namespace` names another release; `none` turns the metadata off (for charts that do not render the Secret); any other value is exit 78. An existing Secret without the metadata gets it added (see \"seed\" above)"),
+    Key::new("seed.helm_release.name", Text, Unset(""), "with `seed.helm_release` a mapping: the release's name (required there)"),
+    Key::new("seed.helm_release.namespace", Text, Unset(""), "with `seed.helm_release` a mapping: the release's namespace (required there)"),
 ];
 
-/// Tables that may also be set to a scalar (`seed.helm_release: none`); a
-/// later layer's scalar replaces an earlier table and the other way round.
-const SCALAR_OR_TABLE: &[&str] = &["seed.helm_release"];
+/// The declaration of `name`; every key the code reads is declared.
+pub(crate) fn key(name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("configuration key `{name}` is not declared in KEYS"))
+}
+
+/// A declared default, parsed (`RetryPolicy::default` and `status` use them).
+pub(crate) fn default_duration(name: &str) -> Duration {
+    match key(name).initial {
+        Is(text) => parse_duration(text).expect("declared defaults parse"),
+        other => panic!("`{name}` has no default duration: {other:?}"),
+    }
+}
+
+pub(crate) fn default_text(name: &str) -> &'static str {
+    match key(name).initial {
+        Is(text) => text,
+        other => panic!("`{name}` has no default: {other:?}"),
+    }
+}
+
+/// README's configuration table, generated from [`KEYS`].
+#[cfg(test)]
+fn readme_table() -> String {
+    let mut out = String::from("| key | required | default | meaning |\n|---|---|---|---|\n");
+    let cell = |s: &str| {
+        if s.is_empty() {
+            " ".to_string()
+        } else {
+            format!(" {s} ")
+        }
+    };
+    for k in KEYS.iter().filter(|k| k.kind != Table) {
+        let (required, default) = match k.initial {
+            Required => ("yes".to_string(), String::new()),
+            Unset(text) => (String::new(), text.to_string()),
+            Is(value) => (String::new(), format!("`{value}`")),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` |{}|{}| {} |",
+            k.name,
+            cell(&required),
+            cell(&default),
+            k.doc
+        );
+    }
+    out
+}
 
 /// Where the public address comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,11 +252,22 @@ pub(crate) struct Config {
     pub(crate) read_timeout: Duration,
     pub(crate) seed: SeedTarget,
     pub(crate) retry: RetryPolicy,
+    /// Each key's effective value as `check-config` shows it.
+    shown: BTreeMap<&'static str, String>,
 }
 
 /// Values given on the command line; they win over every file.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Overrides(pub(crate) Vec<(&'static str, String)>);
+
+impl Overrides {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// Loads the layered configuration. `explicit` replaces the `/usr/lib` and
 /// `/etc` files with one file (plus the `config.d` beside it).
@@ -142,35 +276,36 @@ pub(crate) fn load(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Re
 }
 
 fn load_layers(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
-    let files = match explicit {
+    let (files, main) = match explicit {
         Some(file) => {
             if !file.exists() {
                 bail!("configuration file {} does not exist", file.display());
             }
             let dir = file.parent().unwrap_or(Path::new("."));
             let mut files = vec![file.to_path_buf()];
-            files.extend(drop_ins(&dir.join("config.d"))?);
-            files
+            files.extend(drop_ins(&[&dir.join("config.d")])?);
+            (files, file.to_path_buf())
         }
         None => {
-            let mut files = Vec::new();
-            for dir in [USR_DIR, ETC_DIR] {
-                let main = Path::new(dir).join("config.yaml");
-                if main.exists() {
-                    files.push(main);
-                }
-                files.extend(drop_ins(&Path::new(dir).join("config.d"))?);
-            }
+            let mut files: Vec<PathBuf> = [USR_DIR, ETC_DIR]
+                .iter()
+                .map(|dir| Path::new(dir).join("config.yaml"))
+                .filter(|main| main.exists())
+                .collect();
+            files.extend(drop_ins(&[
+                &Path::new(USR_DIR).join("config.d"),
+                &Path::new(ETC_DIR).join("config.d"),
+            ])?);
             if files.is_empty() {
                 bail!(
                     "no configuration: {ETC_DIR}/config.yaml does not exist (nor does any drop-in in \
-                     {ETC_DIR}/config.d/)"
+                     {ETC_DIR}/config.d/); write it, or pass --config FILE"
                 );
             }
-            files
+            (files, Path::new(ETC_DIR).join("config.yaml"))
         }
     };
-    let mut layers = Layers::default();
+    let mut layers = Layers::new(&main);
     for file in &files {
         layers.add_file(file)?;
     }
@@ -178,7 +313,7 @@ fn load_layers(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result
         layers.set(
             key,
             Value::String(value.clone()),
-            &format!("--{}", key.replace('_', "-")),
+            &format!("--{}", self::key(key).flag_name()),
         );
     }
     layers.build()
@@ -187,41 +322,103 @@ fn load_layers(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result
 /// One configuration document on its own, as the fuzz target feeds it.
 #[cfg(fuzzing)]
 pub(crate) fn from_text(text: &str) -> anyhow::Result<Config> {
-    let mut layers = Layers::default();
+    let mut layers = Layers::new(Path::new("config.yaml"));
     layers.add_text(text, "config.yaml")?;
     layers.build()
 }
 
-/// `*.yaml` files of a drop-in directory in lexical order; none if it is absent.
-fn drop_ins(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading drop-in directory {}", dir.display()));
-        }
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading drop-in directory {}", dir.display()))?
-            .path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            files.push(path);
+/// The `*.yaml` drop-ins of `dirs`, systemd's way: a file masks any file of
+/// the same name in an earlier directory (`/etc` over `/usr/lib`), and all
+/// that remain apply in lexical order of their names. An absent directory
+/// has none. Each is read later through [`crate::file::read`], which refuses
+/// anything but a regular file.
+fn drop_ins(dirs: &[&Path]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut by_name = BTreeMap::new();
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading drop-in directory {}", dir.display()));
+            }
+        };
+        for entry in entries {
+            let entry =
+                entry.with_context(|| format!("reading drop-in directory {}", dir.display()))?;
+            if entry.path().extension().is_some_and(|e| e == "yaml") {
+                by_name.insert(entry.file_name(), entry.path());
+            }
         }
     }
-    files.sort();
-    Ok(files)
+    Ok(by_name.into_values().collect())
 }
 
 /// The merged key/value tree plus, for every leaf, the file or flag that set it.
-#[derive(Default)]
 struct Layers {
     values: Map<String, Value>,
     origin: BTreeMap<String, String>,
+    /// The main file, where a missing key should go.
+    main: PathBuf,
+    /// Each key's effective value as `check-config` shows it, filled by `build`.
+    shown: RefCell<BTreeMap<&'static str, String>>,
+}
+
+/// How `check-config` shows a parsed value.
+trait Show {
+    fn show(&self) -> String;
+}
+
+impl Show for String {
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Show for PathBuf {
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Show for reqwest::Url {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Show for Duration {
+    fn show(&self) -> String {
+        format_duration(*self)
+    }
+}
+
+impl Show for PublicAddress {
+    fn show(&self) -> String {
+        self.url_host()
+    }
+}
+
+impl Show for Preflight {
+    fn show(&self) -> String {
+        match self {
+            Preflight::Enforce => "enforce",
+            Preflight::Warn => "warn",
+        }
+        .into()
+    }
 }
 
 impl Layers {
+    fn new(main: &Path) -> Layers {
+        Layers {
+            values: Map::new(),
+            origin: BTreeMap::new(),
+            main: main.to_path_buf(),
+            shown: RefCell::default(),
+        }
+    }
+
     fn add_file(&mut self, file: &Path) -> anyhow::Result<()> {
         let (bytes, _) = crate::file::read(file, MAX_CONFIG_BYTES)
             .with_context(|| format!("configuration file {}", file.display()))?;
@@ -231,8 +428,16 @@ impl Layers {
     }
 
     fn add_text(&mut self, text: &str, origin: &str) -> anyhow::Result<()> {
-        let doc: Value =
-            serde_saphyr::from_str(text).map_err(|e| anyhow!("{origin}: not valid YAML: {e}"))?;
+        let doc: Value = serde_saphyr::from_str(text).map_err(|e| match e.without_snippet() {
+            serde_saphyr::Error::DuplicateMappingKey { key, location } => {
+                let key = key.as_ref().map(|k| format!(" `{k}`")).unwrap_or_default();
+                anyhow!(
+                    "{origin}: duplicate key{key} on line {}; each key may appear once per file",
+                    location.line()
+                )
+            }
+            e => anyhow!("{origin}: not valid YAML: {e}"),
+        })?;
         match doc {
             Value::Null => Ok(()),
             Value::Object(map) => self.merge("", map, origin),
@@ -241,24 +446,22 @@ impl Layers {
     }
 
     fn merge(&mut self, prefix: &str, map: Map<String, Value>, origin: &str) -> anyhow::Result<()> {
-        for (key, value) in map {
+        for (name, value) in map {
             let path = if prefix.is_empty() {
-                key.clone()
+                name.clone()
             } else {
-                format!("{prefix}.{key}")
+                format!("{prefix}.{name}")
             };
-            if !KEYS.contains(&path.as_str()) {
+            let Some(key) = KEYS.iter().find(|k| k.name == path) else {
                 let hint = nearest_key(&path)
                     .map(|k| format!(" (did you mean `{k}`?)"))
                     .unwrap_or_default();
                 bail!("{origin}: unknown key `{path}`{hint}");
-            }
-            match value {
-                Value::Object(inner) if is_table(&path) => self.merge(&path, inner, origin)?,
-                _ if is_table(&path) && !SCALAR_OR_TABLE.contains(&path.as_str()) => {
-                    bail!("{origin}: `{path}` must be a mapping")
-                }
-                value => self.set(&path, value, origin),
+            };
+            match (value, key.kind) {
+                (Value::Object(inner), Table | TextOrTable) => self.merge(&path, inner, origin)?,
+                (_, Table) => bail!("{origin}: `{path}` must be a mapping"),
+                (value, _) => self.set(&path, value, origin),
             }
         }
         Ok(())
@@ -274,7 +477,7 @@ impl Layers {
             }
             let entry = map.entry(part).or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
-                // A scalar from an earlier layer (see SCALAR_OR_TABLE) gives way.
+                // A scalar from an earlier layer (Kind::TextOrTable) gives way.
                 *entry = Value::Object(Map::new());
             }
             map = entry.as_object_mut().expect("made an object above");
@@ -295,59 +498,87 @@ impl Layers {
         self.origin.get(path).map_or("defaults", String::as_str)
     }
 
-    /// A string value. YAML turns unquoted digits into numbers, and a number
-    /// silently loses leading zeros, so numbers are refused with a hint.
-    fn string(&self, path: &str) -> anyhow::Result<Option<String>> {
-        match self.get(path) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => bail!(
+    fn show(&self, path: &str, text: String) {
+        self.shown.borrow_mut().insert(key(path).name, text);
+    }
+
+    /// A key's text as set by some layer. YAML turns unquoted digits into
+    /// numbers, and a number silently loses leading zeros, so numbers are
+    /// refused with a hint, except as a duration (a number of seconds).
+    fn raw(&self, path: &str) -> anyhow::Result<Option<String>> {
+        match (self.get(path), key(path).kind) {
+            (None | Some(Value::Null), _) => Ok(None),
+            (Some(Value::String(s)), _) => Ok(Some(s.clone())),
+            (Some(Value::Number(n)), Dur) => match n.as_u64() {
+                Some(secs) => Ok(Some(secs.to_string())),
+                None => bail!(
+                    "{}: `{path}` must be a whole number of seconds or a duration like \"90s\"",
+                    self.origin(path)
+                ),
+            },
+            (Some(Value::Number(n)), _) => bail!(
                 "{}: `{path}` must be a string; quote it: {path}: \"{n}\"",
                 self.origin(path)
             ),
-            Some(_) => bail!("{}: `{path}` must be a string", self.origin(path)),
+            (Some(_), _) => bail!("{}: `{path}` must be a string", self.origin(path)),
         }
     }
 
-    fn required(&self, path: &str) -> anyhow::Result<String> {
-        self.string(path)?.ok_or_else(|| {
-            anyhow!("missing required key `{path}`: set it in {ETC_DIR}/config.yaml or a drop-in")
-        })
+    /// The error for a required key no layer set: where to set it.
+    fn missing(&self, path: &str) -> anyhow::Error {
+        let dir = self.main.parent().unwrap_or(Path::new("."));
+        let flag = key(path)
+            .flag
+            .map(|_| format!(", or pass --{}", key(path).flag_name()))
+            .unwrap_or_default();
+        anyhow!(
+            "missing required key `{path}`: set it in {} or a drop-in in {}/{flag}",
+            self.main.display(),
+            dir.join("config.d").display()
+        )
     }
 
-    /// Applies `parse` to a key's value, naming key and file on failure.
-    fn parsed<T>(
+    /// A key's value (its declared default when unset) through `parse`,
+    /// naming key and file on failure.
+    fn parsed<T: Show>(
         &self,
         path: &str,
-        default: Option<&str>,
         parse: impl FnOnce(&str) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let value = match (self.string(path)?, default) {
+        let value = match (self.raw(path)?, key(path).initial) {
             (Some(v), _) => v,
-            (None, Some(d)) => d.to_string(),
-            (None, None) => self.required(path)?,
+            (None, Is(default)) => default.to_string(),
+            (None, _) => return Err(self.missing(path)),
         };
-        parse(&value).with_context(|| format!("{}: invalid `{path}`", self.origin(path)))
+        let value =
+            parse(&value).with_context(|| format!("{}: invalid `{path}`", self.origin(path)))?;
+        self.show(path, value.show());
+        Ok(value)
     }
 
-    fn duration(&self, path: &str, default: &str) -> anyhow::Result<Duration> {
-        if let Some(Value::Number(n)) = self.get(path) {
-            let secs = n.as_u64().ok_or_else(|| {
-                anyhow!(
-                    "{}: `{path}` must be a whole number of seconds or a duration like \"90s\"",
-                    self.origin(path)
-                )
-            })?;
-            return Ok(Duration::from_secs(secs));
+    /// A key without a default value: `None` when unset.
+    fn optional<T: Show>(
+        &self,
+        path: &str,
+        parse: impl FnOnce(&str) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Option<T>> {
+        if self.raw(path)?.is_some() {
+            return self.parsed(path, parse).map(Some);
         }
-        self.parsed(path, Some(default), parse_duration)
+        let unset = match key(path).initial {
+            Unset("") => "(none)".to_string(),
+            Unset(text) => format!("({text})"),
+            _ => unreachable!("`{path}` has a default"),
+        };
+        self.show(path, unset);
+        Ok(None)
     }
 
     fn build(&self) -> anyhow::Result<Config> {
         let retry = RetryPolicy {
-            initial: self.duration("retry.initial_delay", "1s")?,
-            max: self.duration("retry.max_delay", "60s")?,
-            overloaded_min: self.duration("retry.overloaded_delay", "10s")?,
+            initial: self.parsed("retry.initial_delay", parse_duration)?,
+            max: self.parsed("retry.max_delay", parse_duration)?,
+            overloaded_min: self.parsed("retry.overloaded_delay", parse_duration)?,
             ..RetryPolicy::default()
         };
         if retry.initial.is_zero() || retry.initial > retry.max {
@@ -356,116 +587,118 @@ impl Layers {
                 self.origin("retry.initial_delay")
             );
         }
-        Ok(Config {
-            deployment_id: self.parsed("deployment_id", None, parse_deployment_id)?,
-            catalyst_api_url: self.parsed("catalyst_api_url", None, parse_api_url)?,
-            public_address: match self.required("public_address")?.as_str() {
-                "hetzner-metadata" => AddressSource::HetznerMetadata(self.parsed(
+        let deployment_id = self.parsed("deployment_id", parse_deployment_id)?;
+        let catalyst_api_url = self.parsed("catalyst_api_url", parse_api_url)?;
+        let public_address = match self.raw("public_address")?.as_deref() {
+            Some("hetzner-metadata") => {
+                self.show("public_address", "hetzner-metadata".into());
+                AddressSource::HetznerMetadata(self.parsed("metadata_url", |s| {
+                    reqwest::Url::parse(s).with_context(|| format!("{s:?} is not a URL"))
+                })?)
+            }
+            _ => {
+                let unused = self.raw("metadata_url")?;
+                let unused = unused.as_deref().unwrap_or(default_text("metadata_url"));
+                self.show(
                     "metadata_url",
-                    Some("http://169.254.169.254"),
-                    |s| reqwest::Url::parse(s).with_context(|| format!("{s:?} is not a URL")),
-                )?),
-                _ => AddressSource::Literal(self.parsed(
-                    "public_address",
-                    None,
-                    parse_public_address,
-                )?),
-            },
-            sovereign_fqdn: match self.string("sovereign_fqdn")? {
-                Some(_) => Some(self.parsed("sovereign_fqdn", None, dns_name)?),
-                None => None,
-            },
-            preflight: self.parsed("preflight", Some("enforce"), |s| match s {
-                "enforce" => Ok(Preflight::Enforce),
-                "warn" => Ok(Preflight::Warn),
-                other => bail!("{other:?} is neither \"enforce\" nor \"warn\""),
-            })?,
-            node_name: match self.string("node_name")? {
-                Some(_) => self.parsed("node_name", None, dns_subdomain)?,
-                None => hostname()?,
-            },
-            lease_duration: self.duration("lease_duration", "30s")?,
-            kubeconfig: PathBuf::from(self.parsed(
-                "kubeconfig",
-                Some("/etc/rancher/k3s/k3s.yaml"),
-                absolute,
-            )?),
-            token_file: self.string("token_file")?.map(PathBuf::from),
-            region: match self.string("region")? {
-                Some(_) => Some(self.parsed("region", None, parse_region)?),
-                None => None,
-            },
-            ca_bundle: self.string("ca_bundle")?.map(PathBuf::from),
-            deadline: self.duration("deadline", "30m")?,
-            state_dir: PathBuf::from(self.parsed(
-                "state_dir",
-                Some("/var/lib/catalyst-bootstrap"),
-                absolute,
-            )?),
-            connect_timeout: self.duration("connect_timeout", "10s")?,
-            read_timeout: self.duration("read_timeout", "30s")?,
+                    format!("{unused} (not used: public_address is not hetzner-metadata)"),
+                );
+                AddressSource::Literal(self.parsed("public_address", parse_public_address)?)
+            }
+        };
+        let node_name = match self.optional("node_name", dns_subdomain)? {
+            Some(name) => name,
+            None => {
+                let name = hostname()?;
+                self.show("node_name", name.clone());
+                name
+            }
+        };
+        let sovereign_fqdn = self.optional("sovereign_fqdn", dns_name)?;
+        let preflight = self.parsed("preflight", |s| match s {
+            "enforce" => Ok(Preflight::Enforce),
+            "warn" => Ok(Preflight::Warn),
+            other => bail!("{other:?} is neither \"enforce\" nor \"warn\""),
+        })?;
+        let config = Config {
+            deployment_id,
+            catalyst_api_url,
+            public_address,
+            sovereign_fqdn,
+            preflight,
+            node_name,
+            lease_duration: self.parsed("lease_duration", parse_duration)?,
+            kubeconfig: self.parsed("kubeconfig", absolute)?,
+            token_file: self.optional("token_file", |s| Ok(PathBuf::from(s)))?,
+            region: self.optional("region", parse_region)?,
+            ca_bundle: self.optional("ca_bundle", |s| Ok(PathBuf::from(s)))?,
+            deadline: self.parsed("deadline", parse_duration)?,
+            state_dir: self.parsed("state_dir", absolute)?,
+            connect_timeout: self.parsed("connect_timeout", parse_duration)?,
+            read_timeout: self.parsed("read_timeout", parse_duration)?,
             seed: SeedTarget {
-                namespace: self.parsed("seed.namespace", Some("openbao"), dns_label)?,
-                name: self.parsed("seed.name", Some("openbao-recovery-seed"), dns_subdomain)?,
-                key: self.parsed("seed.key", Some("recovery-seed"), secret_key)?,
-                marker: self.parsed("seed.marker", Some("openbao-init-marker"), dns_subdomain)?,
-                helm_release: match self.get("seed.helm_release") {
-                    // Today's kit: bootstrap-kit slot 08 installs bp-openbao
-                    // as release `openbao` into namespace `openbao`.
-                    None => Some(HelmRelease {
-                        name: "openbao".into(),
-                        namespace: "openbao".into(),
-                    }),
-                    Some(Value::String(s)) if s == "none" => None,
-                    Some(Value::Object(_)) => Some(HelmRelease {
-                        name: self.parsed("seed.helm_release.name", None, helm_release_name)?,
-                        namespace: self.parsed("seed.helm_release.namespace", None, dns_label)?,
-                    }),
-                    Some(other) => bail!(
-                        "{}: invalid `seed.helm_release`: {other} is neither `none` (no Helm \
-                         ownership metadata on the seed Secret) nor a mapping with `name` and \
-                         `namespace` (the release that renders it; leave the key out for \
-                         release openbao in namespace openbao)",
-                        self.origin("seed.helm_release")
-                    ),
-                },
+                namespace: self.parsed("seed.namespace", dns_label)?,
+                name: self.parsed("seed.name", dns_subdomain)?,
+                key: self.parsed("seed.key", secret_key)?,
+                marker: self.parsed("seed.marker", dns_subdomain)?,
+                helm_release: self.helm_release()?,
             },
             retry,
-        })
+            shown: self.shown.take(),
+        };
+        Ok(config)
     }
-}
 
-fn is_table(path: &str) -> bool {
-    KEYS.iter().any(|k| {
-        k.strip_prefix(path)
-            .is_some_and(|rest| rest.starts_with('.'))
-    })
+    fn helm_release(&self) -> anyhow::Result<Option<HelmRelease>> {
+        let release = match self.get("seed.helm_release") {
+            // Today's kit: bootstrap-kit slot 08 installs bp-openbao
+            // as release `openbao` into namespace `openbao`.
+            None => Some(HelmRelease {
+                name: "openbao".into(),
+                namespace: "openbao".into(),
+            }),
+            Some(Value::String(s)) if s == "none" => None,
+            Some(Value::Object(_)) => Some(HelmRelease {
+                name: self.parsed("seed.helm_release.name", helm_release_name)?,
+                namespace: self.parsed("seed.helm_release.namespace", dns_label)?,
+            }),
+            Some(other) => bail!(
+                "{}: invalid `seed.helm_release`: {other} is neither `none` (no Helm \
+                 ownership metadata on the seed Secret) nor a mapping with `name` and \
+                 `namespace` (the release that renders it; leave the key out for \
+                 release openbao in namespace openbao)",
+                self.origin("seed.helm_release")
+            ),
+        };
+        let (shown, name, namespace) = match &release {
+            Some(r) => (
+                format!(
+                    "{} in namespace {} (the seed Secret carries Helm ownership metadata for it)",
+                    r.name, r.namespace
+                ),
+                r.name.clone(),
+                r.namespace.clone(),
+            ),
+            None => (
+                "none (no Helm ownership metadata)".into(),
+                "(none)".into(),
+                "(none)".into(),
+            ),
+        };
+        self.show("seed.helm_release", shown);
+        self.show("seed.helm_release.name", name);
+        self.show("seed.helm_release.namespace", namespace);
+        Ok(release)
+    }
 }
 
 /// The known key closest to a misspelt one, if any is close enough to help.
 fn nearest_key(unknown: &str) -> Option<&'static str> {
     KEYS.iter()
-        .map(|k| (edit_distance(unknown, k), *k))
+        .map(|k| (strsim::levenshtein(unknown, k.name), k.name))
         .filter(|(d, k)| *d <= 3.max(k.len() / 3))
         .min()
         .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diag = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 fn parse_deployment_id(s: &str) -> anyhow::Result<String> {
@@ -582,14 +815,15 @@ fn secret_key(s: &str) -> anyhow::Result<String> {
     Ok(s.to_string())
 }
 
-fn absolute(s: &str) -> anyhow::Result<String> {
+fn absolute(s: &str) -> anyhow::Result<PathBuf> {
     if !Path::new(s).is_absolute() {
         bail!("{s:?} must be an absolute path");
     }
-    Ok(s.to_string())
+    Ok(PathBuf::from(s))
 }
 
-/// `"500ms"`, `"90s"`, `"30m"`, `"1h"`; a bare number means seconds.
+/// `"500ms"`, `"90s"`, `"30m"`, `"1h"`; a bare number means seconds. (jiff's
+/// friendly format accepts far more: `1.5h`, `5 days`, `-1s`, `P1D`.)
 pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -607,85 +841,37 @@ pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(n.saturating_mul(unit_ms)))
 }
 
-/// The effective configuration as check-config prints it: every key, its
-/// value and where it came from. Nothing secret is in `Config`.
-pub(crate) fn render(config: &Config, token_source: &Path) -> String {
-    let mut out = String::new();
-    let mut line = |k: &str, v: &dyn std::fmt::Display| {
-        let _ = writeln!(out, "{k}: {v}");
-    };
-    line("deployment_id", &config.deployment_id);
-    line("catalyst_api_url", &config.catalyst_api_url);
-    match &config.public_address {
-        AddressSource::Literal(address) => line("public_address", &address.url_host()),
-        AddressSource::HetznerMetadata(url) => {
-            line("public_address", &format_args!("hetzner-metadata ({url})"))
+/// A duration as the documentation writes it, in the largest unit that
+/// keeps it whole (`30m`, `10s`, `90s`, `500ms`); `parse_duration` reads it back.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    for (unit, per) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms % per == 0 {
+            return format!("{}{unit}", ms / per);
         }
     }
-    line(
-        "sovereign_fqdn",
-        &config.sovereign_fqdn.as_deref().unwrap_or("(none)"),
-    );
-    line(
-        "preflight",
-        &match config.preflight {
-            Preflight::Enforce => "enforce",
-            Preflight::Warn => "warn",
-        },
-    );
-    line("node_name", &config.node_name);
-    line(
-        "lease_duration",
-        &format_args!("{}s", config.lease_duration.as_secs()),
-    );
-    line("kubeconfig", &config.kubeconfig.display());
-    line("region", &config.region.as_deref().unwrap_or("(none)"));
-    line(
-        "ca_bundle",
-        &config
-            .ca_bundle
-            .as_ref()
-            .map_or("(system trust store)".into(), |p| p.display().to_string()),
-    );
-    line("deadline", &format_args!("{}s", config.deadline.as_secs()));
-    line("state_dir", &config.state_dir.display());
-    line(
-        "connect_timeout",
-        &format_args!("{}ms", config.connect_timeout.as_millis()),
-    );
-    line(
-        "read_timeout",
-        &format_args!("{}ms", config.read_timeout.as_millis()),
-    );
-    line("seed.namespace", &config.seed.namespace);
-    line("seed.name", &config.seed.name);
-    line("seed.key", &config.seed.key);
-    line("seed.marker", &config.seed.marker);
-    match &config.seed.helm_release {
-        Some(r) => line(
-            "seed.helm_release",
-            &format_args!(
-                "{} in namespace {} (the seed Secret carries Helm ownership metadata for it)",
-                r.name, r.namespace
-            ),
-        ),
-        None => line("seed.helm_release", &"none (no Helm ownership metadata)"),
+    format!("{ms}ms")
+}
+
+/// The effective configuration as check-config prints it: every declared
+/// key and its value, then where the bearer token comes from.
+pub(crate) fn render(config: &Config, token_source: &Path) -> String {
+    let mut out = String::new();
+    for key in KEYS.iter().filter(|k| k.kind != Table) {
+        let value = match config.shown.get(key.name) {
+            _ if key.secret => "<redacted>",
+            Some(value) => value.as_str(),
+            None => "(not used)",
+        };
+        let _ = writeln!(out, "{}: {value}", key.name);
     }
-    line(
-        "retry.initial_delay",
-        &format_args!("{}ms", config.retry.initial.as_millis()),
-    );
-    line(
-        "retry.max_delay",
-        &format_args!("{}ms", config.retry.max.as_millis()),
-    );
-    line(
-        "retry.overloaded_delay",
-        &format_args!("{}ms", config.retry.overloaded_min.as_millis()),
-    );
-    line(
-        "bearer_token",
-        &format_args!("<redacted> (from {})", token_source.display()),
+    let _ = writeln!(
+        out,
+        "bearer_token: <redacted> (from {})",
+        token_source.display()
     );
     out
 }
@@ -971,19 +1157,142 @@ mod tests {
         let (_dir, file) = setup(MINIMAL, &[]);
         let c = load(Some(&file), &Overrides::default()).unwrap();
         let text = render(&c, Path::new("/run/credentials/x/kubeconfig-bearer"));
-        // token_file, metadata_url and the Helm release's fields only show when they apply.
-        for key in KEYS.iter().filter(|k| {
-            !is_table(k)
-                && !["token_file", "metadata_url"].contains(k)
-                && !k.starts_with("seed.helm_release.")
-        }) {
+        for key in KEYS.iter().filter(|k| k.kind != Table) {
             assert!(
-                text.contains(&format!("{key}: ")),
-                "{key} missing from\n{text}"
+                text.contains(&format!("\n{}: ", key.name)) || text.starts_with(key.name),
+                "{} missing from\n{text}",
+                key.name
             );
         }
+        assert!(!text.contains("(not used)\n"), "{text}");
         assert!(
             text.contains("bearer_token: <redacted> (from /run/credentials/x/kubeconfig-bearer)")
+        );
+        // Durations in the units the documentation uses.
+        for line in [
+            "deadline: 30m\n",
+            "connect_timeout: 10s\n",
+            "retry.max_delay: 1m\n",
+            "metadata_url: http://169.254.169.254 (not used",
+            "sovereign_fqdn: (none)\n",
+            "ca_bundle: (system trust store)\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn durations_render_in_the_documented_units_and_read_back() {
+        for (ms, text) in [
+            (0, "0s"),
+            (500, "500ms"),
+            (1500, "1500ms"),
+            (10_000, "10s"),
+            (90_000, "90s"),
+            (300_000, "5m"),
+            (1_800_000, "30m"),
+            (3_600_000, "1h"),
+        ] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn declarations_are_consistent() {
+        for k in KEYS {
+            if let Initial::Value(v) = k.initial
+                && k.kind == Kind::Duration
+            {
+                parse_duration(v).unwrap();
+            }
+            assert!(
+                !(k.secret && k.flag.is_some()),
+                "{}: argv is public",
+                k.name
+            );
+            assert_eq!(k.doc.is_empty(), k.kind == Table, "{}", k.name);
+            if let Some((parent, _)) = k.name.rsplit_once('.') {
+                assert!(
+                    matches!(key(parent).kind, Table | TextOrTable),
+                    "{}",
+                    k.name
+                );
+            }
+        }
+        let retry = RetryPolicy::default();
+        assert_eq!(retry.initial, Duration::from_secs(1));
+        assert_eq!(retry.max, Duration::from_secs(60));
+        assert_eq!(retry.overloaded_min, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn readme_lists_every_key() {
+        let readme = include_str!("../../README.md");
+        let table = readme_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table is out of date; it should read:\n\n{table}"
+        );
+    }
+
+    #[test]
+    fn readme_names_every_flag() {
+        let readme = include_str!("../../README.md");
+        for k in KEYS.iter().filter(|k| k.flag.is_some()) {
+            let flag = format!("`--{}`", k.flag_name());
+            assert!(readme.contains(&flag), "README.md does not name {flag}");
+        }
+    }
+
+    #[test]
+    fn etc_drop_ins_mask_usr_lib_ones_of_the_same_name() {
+        let root = tempfile::tempdir().unwrap();
+        let usr = root.path().join("usr");
+        let etc = root.path().join("etc");
+        std::fs::create_dir_all(&usr).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        for (dir, name) in [
+            (&usr, "10-a.yaml"),
+            (&usr, "20-b.yaml"),
+            (&etc, "20-b.yaml"),
+            (&etc, "05-c.yaml"),
+            (&usr, "30-d.yaml"),
+            (&etc, "40-e.conf"),
+        ] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        let found = drop_ins(&[&usr, &etc, &root.path().join("absent")]).unwrap();
+        assert_eq!(
+            found,
+            [
+                etc.join("05-c.yaml"),
+                usr.join("10-a.yaml"),
+                etc.join("20-b.yaml"),
+                usr.join("30-d.yaml"),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_key_names_the_file_in_use_and_the_flag() {
+        let msg = load_err("catalyst_api_url: https://x.example\npublic_address: 1.2.3.4\n");
+        assert!(
+            msg.contains("config.yaml or a drop-in in")
+                && msg.contains("config.d/, or pass --deployment-id")
+                && !msg.contains(ETC_DIR),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn duplicate_key_names_file_key_and_line() {
+        let msg = load_err(&format!("{MINIMAL}region: fsn1\nregion: nbg1\n"));
+        assert!(
+            msg.contains("config.yaml: duplicate key `region` on line 5")
+                && !msg.contains("DuplicateKeyPolicy"),
+            "{msg}"
         );
     }
 }

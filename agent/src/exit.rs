@@ -3,68 +3,123 @@
 
 use std::fmt;
 
-/// The kind of failure, attached to an error chain with `.context(Exit::…)`
-/// where the kind becomes known; `main` finds it with `downcast_ref`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+/// Declares `Exit`, its `ALL` list and each code's texts in one place.
+macro_rules! exits {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $code:literal, $display:literal, $summary:literal, $heals:literal, $meaning:literal;
+    )*) => {
+        /// The kind of failure, attached to an error chain with `.context(Exit::…)`
+        /// where the kind becomes known; `main` finds it with `downcast_ref`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Exit {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Exit {
+            pub const ALL: &[Exit] = &[$(Exit::$variant),*];
+
+            pub fn code(self) -> u8 {
+                match self {
+                    $(Exit::$variant => $code,)*
+                }
+            }
+
+            /// The code, a few words for `--help`, whether a restart heals
+            /// it (README), and what it means (README).
+            fn row(self) -> Row {
+                match self {
+                    $(Exit::$variant => Row { code: $code, summary: $summary, heals: $heals, meaning: $meaning },)*
+                }
+            }
+        }
+
+        impl fmt::Display for Exit {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $(Exit::$variant => $display,)*
+                })
+            }
+        }
+    };
+}
+
+exits! {
     /// The kubeconfig k3s wrote, or an object already in the cluster, is
     /// unusable as it is (EX_DATAERR).
-    Data,
+    Data = 65, "unusable input data", "unusable data", "no",
+        "unusable data: the k3s kubeconfig does not parse, has no clusters, repeats a cluster, user or context name (kubectl refuses such a file), or is over 1 MiB once rewritten; `422` from catalyst-api; the seed Secret exists without its key; the state file is from a newer version or another deployment";
     /// The API server's certificate does not verify for the address the
     /// kubeconfig would carry (EX_NOHOST): k3s needs another `--tls-san`.
-    Certificate,
+    Certificate = 68, "certificate check failed", "certificate lacks the public address", "no",
+        "preflight: the API server's certificate verifies neither for the public address nor for `sovereign_fqdn` (add `--tls-san=<address>` to k3s), or not with the kubeconfig's CA; nothing was sent";
     /// The overall deadline passed before the job was done (EX_UNAVAILABLE).
-    Deadline,
+    Deadline = 69, "deadline passed", "deadline passed", "yes",
+        "the overall deadline passed (the state file and the last log line say what was being waited for and the last error)";
     /// A bug or an unexpected local failure (EX_SOFTWARE).
-    Internal,
+    Internal = 70, "internal error", "internal error", "maybe", "internal error";
     /// The state directory cannot be written (EX_CANTCREAT).
-    State,
+    State = 73, "cannot write state", "cannot write state", "maybe", "the state directory cannot be written";
     /// SIGTERM/SIGINT, or another agent holds the state lock (EX_TEMPFAIL).
-    Interrupted,
+    Interrupted = 75, "interrupted", "interrupted", "yes",
+        "interrupted by SIGTERM/SIGINT (progress saved), or another agent already holds the state directory";
     /// catalyst-api answered something the contract does not allow (EX_PROTOCOL).
-    Protocol,
+    Protocol = 76, "unexpected answer from catalyst-api", "unexpected catalyst-api answer", "no",
+        "catalyst-api answered outside the contract (a redirect, `400`, `405`, `200` …)";
     /// catalyst-api rejected the bearer token (EX_NOPERM): never heals.
-    Rejected,
+    Rejected = 77, "bearer token rejected by catalyst-api", "bearer rejected", "no",
+        "catalyst-api rejected the bearer token (`401`, `403 invalid-bearer` / `no-bearer-hash`)";
     /// Configuration or credential is missing or invalid (EX_CONFIG): never heals.
-    Config,
+    Config = 78, "configuration error", "bad configuration", "no", "bad configuration or credential";
+}
+
+/// One exit code as `--help` and README describe it.
+#[cfg_attr(not(test), allow(dead_code))] // README's columns are read by its test.
+struct Row {
+    code: u8,
+    summary: &'static str,
+    heals: &'static str,
+    meaning: &'static str,
+}
+
+/// Every code the agent exits with: success, clap's usage error, then `Exit`.
+fn rows() -> Vec<Row> {
+    let mut rows = vec![
+        Row {
+            code: 0,
+            summary: "done",
+            heals: "",
+            meaning: "done (or an earlier run already was: the `done` stamp exists)",
+        },
+        Row {
+            code: 2,
+            summary: "usage error",
+            heals: "no",
+            meaning: "command-line usage error",
+        },
+    ];
+    rows.extend(Exit::ALL.iter().map(|e| e.row()));
+    rows
+}
+
+/// The exit-code text of `--help`.
+pub(crate) fn help() -> String {
+    let codes: Vec<String> = rows()
+        .iter()
+        .map(|r| format!("{} {}", r.code, r.summary))
+        .collect();
+    format!(
+        "Exit codes: {}. status: 0 done, 1 failed, 2 not done yet.",
+        codes.join(", ")
+    )
 }
 
 impl Exit {
-    pub fn code(self) -> u8 {
-        match self {
-            Exit::Data => 65,
-            Exit::Certificate => 68,
-            Exit::Deadline => 69,
-            Exit::Internal => 70,
-            Exit::State => 73,
-            Exit::Interrupted => 75,
-            Exit::Protocol => 76,
-            Exit::Rejected => 77,
-            Exit::Config => 78,
-        }
-    }
-
     /// The kind recorded in an error chain; `Internal` when none was attached.
     pub fn of(err: &anyhow::Error) -> Exit {
         err.downcast_ref::<Exit>()
             .copied()
             .unwrap_or(Exit::Internal)
-    }
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Exit::Data => "unusable input data",
-            Exit::Certificate => "certificate check failed",
-            Exit::Deadline => "deadline passed",
-            Exit::Internal => "internal error",
-            Exit::State => "cannot write state",
-            Exit::Interrupted => "interrupted",
-            Exit::Protocol => "unexpected answer from catalyst-api",
-            Exit::Rejected => "bearer token rejected by catalyst-api",
-            Exit::Config => "configuration error",
-        })
     }
 }
 
@@ -112,6 +167,27 @@ mod tests {
             .collect();
         assert_eq!(removes.remove(0), "0", "success removes the token");
         assert_eq!(removes, never);
+    }
+
+    #[test]
+    fn readme_lists_every_exit_code() {
+        let mut table = String::from("| code | meaning | heals on restart? |\n|---|---|---|\n");
+        for r in rows() {
+            let heals = if r.heals.is_empty() {
+                " ".to_string()
+            } else {
+                format!(" {} ", r.heals)
+            };
+            table += &format!("| {} | {} |{heals}|\n", r.code, r.meaning);
+        }
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's exit-code table is out of date; it should read:\n\n{table}"
+        );
+        let mut codes: Vec<u8> = rows().iter().map(|r| r.code).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), rows().len(), "codes are unique and in order");
     }
 
     #[test]

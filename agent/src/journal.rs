@@ -16,85 +16,62 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::untrusted::one_line;
 
-/// Events with a stable `MESSAGE_ID`. The ids never change once released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Event {
-    PhaseStarted,
-    PhaseDone,
-    PhaseFailed,
-    AttemptFailed,
-    SeedWritten,
-    SeedKept,
-    SeedSkipped,
-    KubeconfigDelivered,
-    KubeconfigAlreadyCaptured,
-    JobDone,
-    Interrupted,
-    PreflightPassed,
-    PreflightFallback,
-    PreflightIgnored,
-    LeaseHeld,
-    PeerCompleted,
-    WaitStarted,
-    WaitProgress,
-    WaitDone,
+/// Declares `Event`, its `ALL` list, ids, levels and README's wording in one place.
+macro_rules! events {
+    ($($variant:ident = $id:literal, $level:ident, $doc:literal;)*) => {
+        /// Events with a stable `MESSAGE_ID`. The ids never change once released.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Event {
+            $($variant,)*
+        }
+
+        impl Event {
+            #[cfg(test)]
+            pub(crate) const ALL: &[Event] = &[$(Event::$variant),*];
+
+            pub(crate) fn id(self) -> &'static str {
+                match self {
+                    $(Event::$variant => $id,)*
+                }
+            }
+
+            fn level(self) -> Level {
+                match self {
+                    $(Event::$variant => Level::$level,)*
+                }
+            }
+
+            /// What the event is, as README's MESSAGE_ID table says it.
+            #[cfg(test)]
+            fn doc(self) -> &'static str {
+                match self {
+                    $(Event::$variant => $doc,)*
+                }
+            }
+        }
+    };
 }
 
-impl Event {
-    #[cfg(test)]
-    pub(crate) const ALL: [Event; 19] = [
-        Event::PhaseStarted,
-        Event::PhaseDone,
-        Event::PhaseFailed,
-        Event::AttemptFailed,
-        Event::SeedWritten,
-        Event::SeedKept,
-        Event::SeedSkipped,
-        Event::KubeconfigDelivered,
-        Event::KubeconfigAlreadyCaptured,
-        Event::JobDone,
-        Event::Interrupted,
-        Event::PreflightPassed,
-        Event::PreflightFallback,
-        Event::PreflightIgnored,
-        Event::LeaseHeld,
-        Event::PeerCompleted,
-        Event::WaitStarted,
-        Event::WaitProgress,
-        Event::WaitDone,
-    ];
-
-    pub(crate) fn id(self) -> &'static str {
-        match self {
-            Event::PhaseStarted => "df2c0d73ea9d4d8d94b400ba1d14cb22",
-            Event::PhaseDone => "992915457fad452db1adbf2b2fe8754c",
-            Event::PhaseFailed => "d64c18af8a19446cb59b9b0f03d7c84b",
-            Event::AttemptFailed => "47a37c7e14bf4ababafa0fa56453d7df",
-            Event::SeedWritten => "c4e83e47d0b2422da84b5910a325a4a5",
-            Event::SeedKept => "b41d16531de94e57aa2dc5c0c72a6221",
-            Event::SeedSkipped => "c3228eb551ff47308966a17f1cf58340",
-            Event::KubeconfigDelivered => "c0af651214a84c2aa716219b3091166e",
-            Event::KubeconfigAlreadyCaptured => "ca8c8dd7732b49659c792b2422db06b1",
-            Event::JobDone => "bb67bfad35d54f23989e2a36509a8f13",
-            Event::Interrupted => "351db55ad6f440d4bd3aa39d756b8d3f",
-            Event::PreflightPassed => "5569769074254d68b1abfd84230411b8",
-            Event::PreflightFallback => "2bf7d179714648cda3043d25099edf55",
-            Event::PreflightIgnored => "23aaec20ac8247a5b9da28edf88c3252",
-            Event::LeaseHeld => "af57a974042a4ff296c47d91a6c7fb1b",
-            Event::PeerCompleted => "1fb5ef1b201e48b58b822ac5c42dab56",
-            Event::WaitStarted => "54d2090c9b6d4d1483f65fd54c80194e",
-            Event::WaitProgress => "a6830ed5e96742eb8bb7926613c4c759",
-            Event::WaitDone => "7d5914bd0da94c7fa5462d7b731a4e0f",
-        }
-    }
-
-    fn level(self) -> Level {
-        match self {
-            Event::PhaseFailed => Level::ERROR,
-            Event::AttemptFailed | Event::Interrupted | Event::PreflightIgnored => Level::WARN,
-            _ => Level::INFO,
-        }
-    }
+events! {
+    PhaseStarted = "df2c0d73ea9d4d8d94b400ba1d14cb22", INFO, "phase started";
+    PhaseDone = "992915457fad452db1adbf2b2fe8754c", INFO, "phase done";
+    PhaseFailed = "d64c18af8a19446cb59b9b0f03d7c84b", ERROR, "phase failed";
+    AttemptFailed = "47a37c7e14bf4ababafa0fa56453d7df", WARN, "attempt failed, retrying";
+    SeedWritten = "c4e83e47d0b2422da84b5910a325a4a5", INFO, "seed written";
+    SeedKept = "b41d16531de94e57aa2dc5c0c72a6221", INFO, "seed kept (a Secret was already there)";
+    SeedSkipped = "c3228eb551ff47308966a17f1cf58340", INFO, "seed skipped (OpenBao initialised)";
+    KubeconfigDelivered = "c0af651214a84c2aa716219b3091166e", INFO, "kubeconfig delivered";
+    KubeconfigAlreadyCaptured = "ca8c8dd7732b49659c792b2422db06b1", INFO, "kubeconfig already captured";
+    JobDone = "bb67bfad35d54f23989e2a36509a8f13", INFO, "job done";
+    Interrupted = "351db55ad6f440d4bd3aa39d756b8d3f", WARN, "interrupted";
+    PreflightPassed = "5569769074254d68b1abfd84230411b8", INFO, "preflight: certificate valid for the public address";
+    PreflightFallback = "2bf7d179714648cda3043d25099edf55", INFO, "preflight: kubeconfig sent with `tls-server-name`";
+    PreflightIgnored = "23aaec20ac8247a5b9da28edf88c3252", WARN, "preflight failed, sent anyway (`preflight: warn`)";
+    LeaseHeld = "af57a974042a4ff296c47d91a6c7fb1b", INFO, "this node holds the Lease";
+    PeerCompleted = "1fb5ef1b201e48b58b822ac5c42dab56", INFO, "another node did the work";
+    WaitStarted = "54d2090c9b6d4d1483f65fd54c80194e", INFO, "waiting started (kubeconfig file, `/readyz`, Lease held by another node)";
+    WaitProgress = "a6830ed5e96742eb8bb7926613c4c759", INFO, "still waiting (at most every 15 s)";
+    WaitDone = "7d5914bd0da94c7fa5462d7b731a4e0f", INFO, "waiting ended, with how long it took";
 }
 
 /// Logs `message` as `event`, inside whatever phase/attempt span is current.
@@ -260,6 +237,19 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), Event::ALL.len());
+    }
+
+    #[test]
+    fn readme_lists_every_message_id() {
+        let mut table = String::from("| event | `MESSAGE_ID` |\n|---|---|\n");
+        for e in Event::ALL {
+            table += &format!("| {} | `{}` |\n", e.doc(), e.id());
+        }
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's MESSAGE_ID table is out of date; it should read:\n\n{table}"
+        );
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             runtime.block_on(status::show(&state_dir(&cli), json, wait))
         }
         Some(Command::CheckConfig) => {
-            let config = config::load(cli.config.as_deref(), &cli.overrides())?;
+            let config = config::load(cli.config.as_deref(), cli.overrides())?;
             let token = BearerToken::load(config.token_file.as_deref())?;
             print!("{}", config::render(&config, token.source()));
             Ok(0)
@@ -94,19 +94,19 @@ fn harden() -> anyhow::Result<()> {
 }
 
 fn state_dir(cli: &Cli) -> PathBuf {
-    cli.state_dir
-        .clone()
+    cli.overrides()
+        .get("state_dir")
         .map(PathBuf::from)
         .or_else(|| {
-            config::load(cli.config.as_deref(), &cli.overrides())
+            config::load(cli.config.as_deref(), cli.overrides())
                 .ok()
                 .map(|c| c.state_dir)
         })
-        .unwrap_or_else(|| PathBuf::from("/var/lib/catalyst-bootstrap"))
+        .unwrap_or_else(|| PathBuf::from(config::default_text("state_dir")))
 }
 
 async fn run_job(cli: &Cli) -> anyhow::Result<()> {
-    let config = config::load(cli.config.as_deref(), &cli.overrides())?;
+    let config = config::load(cli.config.as_deref(), cli.overrides())?;
     let notifier = Notifier::default();
     let span = tracing::info_span!("job", catalyst_deployment_id = %config.deployment_id);
     if state::is_done(&config.state_dir) {

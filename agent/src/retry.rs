@@ -10,6 +10,7 @@ use anyhow::{Context, anyhow};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::config;
 use crate::exit::Exit;
 use crate::untrusted::Untrusted;
 
@@ -37,14 +38,15 @@ pub(crate) struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
+        // The delays a configuration may change are declared once, with the keys.
         RetryPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
+            initial: config::default_duration("retry.initial_delay"),
+            max: config::default_duration("retry.max_delay"),
             multiplier: 2.0,
             jitter: 0.2,
             max_retry_after: Duration::from_secs(300),
             refused_max: Duration::from_millis(500),
-            overloaded_min: Duration::from_secs(10),
+            overloaded_min: config::default_duration("retry.overloaded_delay"),
         }
     }
 }

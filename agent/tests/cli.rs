@@ -26,6 +26,13 @@ fn version_and_help() {
         "Exit codes",
         "77 bearer rejected",
         "78 bad configuration",
+        "2 usage error",
+        // Each flag's help is its configuration key's doc line.
+        "16 lowercase hex characters",
+        "https only",
+        "state file, done stamp, lock [default: /var/lib/catalyst-bootstrap]",
+        "a lowercase DNS label",
+        "[default: 30m]",
     ] {
         assert!(help.contains(word), "{word} missing from --help:\n{help}");
     }

@@ -219,7 +219,7 @@ async fn check_config_prints_the_effective_configuration_without_secrets() {
         "region: fsn1".to_string(),
         "seed.namespace: openbao".to_string(),
         "seed.name: openbao-recovery-seed".to_string(),
-        "deadline: 60s".to_string(),
+        "deadline: 1m".to_string(),
         "bearer_token: <redacted>".to_string(),
     ] {
         assert!(
@@ -242,7 +242,7 @@ async fn flags_override_the_files() {
     .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
-        out.stdout.contains("region: hel1") && out.stdout.contains("deadline: 300s"),
+        out.stdout.contains("region: hel1") && out.stdout.contains("deadline: 5m"),
         "{}",
         out.stdout
     );
