@@ -363,7 +363,10 @@ retry:
             .and_then(|s| s["data"]["recovery-seed"].as_str().map(str::to_string))
         {
             // A test may have put any value there; the forms that decode count.
-            let text = b64.decode(&wire).ok().and_then(|t| String::from_utf8(t).ok());
+            let text = b64
+                .decode(&wire)
+                .ok()
+                .and_then(|t| String::from_utf8(t).ok());
             if let Some(text) = text {
                 if let Ok(raw) = b64.decode(&text) {
                     secrets.push(("seed (hex)", hex(&raw)));

@@ -159,7 +159,8 @@ fn unit_does_the_job_and_reports_to_systemd_and_journald() {
     wait_finished(&c, "the unit to end");
     let status = diagnose(&c);
     assert!(
-        status.contains("Deactivated successfully") && status.contains("Done: kubeconfig delivered"),
+        status.contains("Deactivated successfully")
+            && status.contains("Done: kubeconfig delivered"),
         "systemctl status does not say the job succeeded:\n{status}"
     );
     println!("StatusText seen during start:\n  {}", statuses.join("\n  "));
