@@ -690,13 +690,18 @@ async fn status_shows_a_hostile_state_file_escaped() {
     let out = sb.spawn(&["status"]).finish().await;
     assert_exit(&out, 1);
     assert!(
-        !out.stdout.contains(['\u{1b}', '\u{7}', '\u{9b}']) && out.stdout.contains("\\u{1b}]0;owned"),
+        !out.stdout.contains(['\u{1b}', '\u{7}', '\u{9b}'])
+            && out.stdout.contains("\\u{1b}]0;owned"),
         "{:?}",
         out.stdout
     );
     let detail_lines = out.stdout.lines().filter(|l| l.contains("READY=1")).count();
     assert_eq!(detail_lines, 1, "{}", out.stdout);
-    assert!(out.stdout.lines().any(|l| l.starts_with("kubeconfig") && l.contains("\\nREADY=1")));
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("kubeconfig") && l.contains("\\nREADY=1"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

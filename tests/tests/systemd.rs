@@ -83,6 +83,17 @@ fn wait_finished(c: &Container, what: &str) {
     }
 }
 
+/// systemd restarted the agent once (NRestarts is reset when the unit ends,
+/// so its log says it).
+fn assert_restarted_once(c: &Container) {
+    let log = c.sh("journalctl -u catalyst-bootstrap --no-pager -o cat");
+    assert!(
+        log.contains("restart counter is at 1") && !log.contains("restart counter is at 2"),
+        "{}",
+        diagnose(c)
+    );
+}
+
 /// Neither the credential store nor systemd's copy holds the token.
 fn assert_token_gone(c: &Container) {
     for path in [
@@ -263,8 +274,7 @@ fn kill_9_mid_retry_then_systemd_restart_ends_with_one_seed_and_one_kubeconfig()
 
     c.sh(&format!("kill -9 {pid}"));
     wait_finished(&c, "systemd to restart the agent and the job to finish");
-    assert_ne!(c.show(UNIT, "MainPID"), pid);
-    assert_eq!(c.show(UNIT, "NRestarts"), "1");
+    assert_restarted_once(&c);
     assert_eq!(
         sb.catalyst.store_count(DEPLOYMENT_ID),
         1,
@@ -305,9 +315,11 @@ fn a_holder_name_cannot_tell_systemd_the_job_is_done() {
         Duration::from_secs(60),
         || c.show(UNIT, "StatusText").contains("holds Lease"),
     );
+    // One line: the agent sent `node-b\nREADY=1…` escaped; systemd 252
+    // drops the backslashes when it splits the datagram into lines.
     let status = c.show(UNIT, "StatusText");
     assert!(
-        status.contains("node-b\\nREADY=1\\nMAINPID=1\\nnode-c"),
+        status.contains("node-bnREADY=1nMAINPID=1nnode-c holds Lease"),
         "{status}"
     );
     std::thread::sleep(Duration::from_secs(1));
@@ -327,7 +339,7 @@ fn a_holder_name_cannot_tell_systemd_the_job_is_done() {
     let pid = c.show(UNIT, "MainPID");
     c.sh(&format!("kill -9 {pid}"));
     wait_finished(&c, "the restart to finish the job");
-    assert_eq!(c.show(UNIT, "NRestarts"), "1", "{}", diagnose(&c));
+    assert_restarted_once(&c);
     assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1);
     assert_eq!(sb.api.count(&http::Method::POST, SECRETS), 1);
     assert_token_gone(&c);
