@@ -690,13 +690,18 @@ async fn status_shows_a_hostile_state_file_escaped() {
     let out = sb.spawn(&["status"]).finish().await;
     assert_exit(&out, 1);
     assert!(
-        !out.stdout.contains(['\u{1b}', '\u{7}', '\u{9b}']) && out.stdout.contains("\\u{1b}]0;owned"),
+        !out.stdout.contains(['\u{1b}', '\u{7}', '\u{9b}'])
+            && out.stdout.contains("\\u{1b}]0;owned"),
         "{:?}",
         out.stdout
     );
     let detail_lines = out.stdout.lines().filter(|l| l.contains("READY=1")).count();
     assert_eq!(detail_lines, 1, "{}", out.stdout);
-    assert!(out.stdout.lines().any(|l| l.starts_with("kubeconfig") && l.contains("\\nREADY=1")));
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("kubeconfig") && l.contains("\\nREADY=1"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1599,4 +1604,51 @@ async fn journal_priorities_are_syslog_levels() {
     };
     assert_eq!(priority("wait phase started"), "6");
     assert_eq!(priority("attempt 1 failed"), "4");
+}
+
+/// The sandbox binary (README's first command): `--help` is usage, not an
+/// error, and a run removes its temporary directory (token, client key,
+/// state) before it exits with the agent's code.
+#[test]
+fn sandbox_prints_usage_and_leaves_nothing_behind() {
+    let sandbox = env!("CARGO_BIN_EXE_sandbox");
+    let help = std::process::Command::new(sandbox)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--cert=fallback"));
+
+    let bad = std::process::Command::new(sandbox)
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("usage:") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(sandbox)
+        .env("TMPDIR", tmp.path())
+        .env(
+            "CATALYST_BOOTSTRAP_BIN",
+            catalyst_bootstrap_tests::sandbox::agent_binary(),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("retry.overloaded_delay"),
+        "the banner names the shortened settings:\n{stdout}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "the sandbox left {left:?} behind");
 }
