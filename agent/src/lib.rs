@@ -27,8 +27,6 @@ mod status;
 mod token;
 mod untrusted;
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
@@ -67,8 +65,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                 })
         }
-        Some(Command::Status { json, wait }) => {
-            runtime.block_on(status::show(&state_dir(&cli), json, wait))
+        Some(Command::Status {
+            json,
+            wait,
+            ref timeout,
+        }) => {
+            let dir = config::state_dir_for_status(cli.config.as_deref(), cli.overrides())?;
+            let timeout = wait
+                .then(|| config::parse_duration(timeout))
+                .transpose()
+                .context("--timeout")
+                .context(Exit::Config)?;
+            runtime.block_on(status::show(&dir, json, timeout))
         }
         Some(Command::CheckConfig) => {
             let config = config::load(cli.config.as_deref(), cli.overrides())?;
@@ -91,18 +99,6 @@ fn harden() -> anyhow::Result<()> {
         anyhow::bail!("cannot disable core dumps (RLIMIT_CORE); set LimitCORE=0 in the unit");
     }
     Ok(())
-}
-
-fn state_dir(cli: &Cli) -> PathBuf {
-    cli.overrides()
-        .get("state_dir")
-        .map(PathBuf::from)
-        .or_else(|| {
-            config::load(cli.config.as_deref(), cli.overrides())
-                .ok()
-                .map(|c| c.state_dir)
-        })
-        .unwrap_or_else(|| PathBuf::from(config::default_text("state_dir")))
 }
 
 async fn run_job(cli: &Cli) -> anyhow::Result<()> {

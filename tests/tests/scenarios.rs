@@ -653,7 +653,7 @@ async fn region_goes_into_the_query() {
 async fn status_command_reports_each_outcome() {
     let sb = Sandbox::new();
     let out = sb.spawn(&["status"]).finish().await;
-    assert_exit(&out, 2);
+    assert_exit(&out, 3);
     assert!(out.stdout.contains("not started"), "{}", out.stdout);
 
     sb.catalyst.script([Step::error(401, "missing-bearer")]);
@@ -674,6 +674,13 @@ async fn status_command_reports_each_outcome() {
     assert_eq!(json["state"]["kubeconfig"]["outcome"], "done");
     assert_eq!(json["state"]["kubeconfig"]["attempts"], 2);
     assert_eq!(json["state"]["deployment_id"], DEPLOYMENT_ID);
+    // Times to the millisecond, as the log lines have them.
+    let started = json["state"]["kubeconfig"]["started_at"].as_str().unwrap();
+    assert_eq!(started.len(), "2026-11-22T05:14:02.711Z".len(), "{started}");
+    assert!(
+        started.ends_with('Z') && started.as_bytes()[19] == b'.',
+        "{started}"
+    );
 }
 
 /// state.json is a file anyone with root may have edited: `status` shows its
