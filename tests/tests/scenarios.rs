@@ -1611,6 +1611,20 @@ async fn journal_priorities_are_syslog_levels() {
     };
     assert_eq!(priority("wait phase started"), "6");
     assert_eq!(priority("attempt 1 failed"), "4");
+    // CODE_FILE/CODE_LINE name where each event was logged, not the one
+    // line in journal.rs that every event went through.
+    let sites: std::collections::BTreeSet<_> = entries
+        .iter()
+        .filter(|e| e.get("MESSAGE_ID").is_some())
+        .map(|e| (e.get("CODE_FILE"), e.get("CODE_LINE")))
+        .collect();
+    assert!(
+        sites.len() > 3
+            && sites
+                .iter()
+                .all(|(f, _)| f.as_deref() != Some("agent/src/journal.rs")),
+        "{sites:?}"
+    );
 }
 
 /// The sandbox binary (README's first command): `--help` is usage, not an
