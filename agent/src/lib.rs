@@ -80,7 +80,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Some(Command::CheckConfig) => {
             let config = config::load(cli.config.as_deref(), cli.overrides())?;
-            let token = BearerToken::load(config.token_file.as_deref())?;
+            let token = BearerToken::load_as_the_unit_would(
+                config.token_file.as_deref(),
+                std::path::Path::new(token::CREDSTORE),
+                state::is_done(&config.state_dir),
+            )?;
             print!("{}", config::render(&config, token.source()));
             Ok(0)
         }
