@@ -17,6 +17,8 @@ mod journal;
 mod kubeconfig;
 mod lease;
 mod locked;
+#[cfg(test)]
+mod man;
 mod metadata;
 mod notify;
 mod preflight;

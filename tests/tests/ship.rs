@@ -102,6 +102,11 @@ fn deb_has_the_right_contents_and_no_scripts() {
             "./usr/share/doc/catalyst-bootstrap/config.yaml.example",
             "-rw-r--r-- root/root",
         ),
+        // The reference on the node: every key and exit code (agent/src/man.rs).
+        (
+            "./usr/share/man/man1/catalyst-bootstrap.1.gz",
+            "-rw-r--r-- root/root",
+        ),
     ] {
         let line = contents
             .lines()
