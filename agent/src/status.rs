@@ -125,7 +125,7 @@ fn render_unreadable(dir: &Path, err: &anyhow::Error, as_json: bool) -> String {
     } else {
         String::new()
     };
-    let error = Untrusted::new(&format!("{err:#}")).shown().to_string();
+    let error = Untrusted::new(format!("{err:#}")).shown();
     if as_json {
         return format!(
             "{:#}\n",
