@@ -39,13 +39,22 @@ pub enum Command {
     /// Do the bootstrap job (the default).
     Run,
     /// Show each phase's outcome from the state file.
+    #[command(after_help = crate::status::HELP)]
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Block until the job is done or has failed.
+        /// Block until the job is done or has failed (progress on stderr).
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up after this long (exit 3).
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "31m",
+            requires = "wait"
+        )]
+        timeout: String,
     },
     /// Validate configuration and bearer credential; print the effective configuration.
     CheckConfig,

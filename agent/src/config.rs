@@ -319,6 +319,32 @@ fn load_layers(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result
     layers.build()
 }
 
+/// The state directory `status` reads: `--state-dir`, else the configured
+/// `state_dir`. A configuration that exists but does not load is an error
+/// (reading the default directory instead would show another directory's
+/// state, or none, as if it were this node's); only when there is no
+/// configuration at all is the default the answer.
+pub(crate) fn state_dir_for_status(
+    explicit: Option<&Path>,
+    overrides: &Overrides,
+) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = overrides.get("state_dir") {
+        return Ok(PathBuf::from(dir));
+    }
+    let nothing_configured = explicit.is_none()
+        && [USR_DIR, ETC_DIR].iter().all(|dir| {
+            let dir = Path::new(dir);
+            !dir.join("config.yaml").exists()
+                && drop_ins(&[&dir.join("config.d")]).is_ok_and(|d| d.is_empty())
+        });
+    if nothing_configured {
+        return Ok(PathBuf::from(default_text("state_dir")));
+    }
+    load(explicit, overrides)
+        .map(|c| c.state_dir)
+        .context("finding the state directory (pass --state-dir DIR to read one directly)")
+}
+
 /// One configuration document on its own, as the fuzz target feeds it.
 #[cfg(fuzzing)]
 pub(crate) fn from_text(text: &str) -> anyhow::Result<Config> {

@@ -102,6 +102,12 @@ fn rows() -> Vec<Row> {
     rows
 }
 
+/// Each code and its meaning, for the man page.
+#[cfg(test)]
+pub(crate) fn meanings() -> Vec<(u8, &'static str)> {
+    rows().iter().map(|r| (r.code, r.meaning)).collect()
+}
+
 /// The exit-code text of `--help`.
 pub(crate) fn help() -> String {
     let codes: Vec<String> = rows()
@@ -109,7 +115,7 @@ pub(crate) fn help() -> String {
         .map(|r| format!("{} {}", r.code, r.summary))
         .collect();
     format!(
-        "Exit codes: {}. status: 0 done, 1 failed, 2 not done yet.",
+        "Exit codes: {}. status: 0 done, 1 failed, 3 not done yet, 4 state file unreadable (see status --help).",
         codes.join(", ")
     )
 }

@@ -75,12 +75,150 @@ events! {
 }
 
 /// Logs `message` as `event`, inside whatever phase/attempt span is current.
+/// The journal's `CODE_FILE`/`CODE_LINE` name the caller (see [`AtCaller`]).
+#[track_caller]
 pub(crate) fn record(event: Event, message: &str) {
     let id = event.id();
+    let at = std::panic::Location::caller();
+    let (code_file, code_line) = (at.file(), at.line());
     match event.level() {
-        Level::ERROR => tracing::error!(message_id = id, "{message}"),
-        Level::WARN => tracing::warn!(message_id = id, "{message}"),
-        _ => tracing::info!(message_id = id, "{message}"),
+        Level::ERROR => tracing::error!(message_id = id, code_file, code_line, "{message}"),
+        Level::WARN => tracing::warn!(message_id = id, code_file, code_line, "{message}"),
+        _ => tracing::info!(message_id = id, code_file, code_line, "{message}"),
+    }
+}
+
+/// Gives the journal layer an event from [`record`] as if it had been
+/// logged at `record`'s caller: same level, message and `MESSAGE_ID`, with
+/// the caller's file and line as its metadata (so `CODE_FILE`/`CODE_LINE`),
+/// instead of the line in `record` every event would otherwise carry.
+struct AtCaller<L>(L);
+
+struct RecordSite;
+static RECORD_SITE: RecordSite = RecordSite;
+const RECORD_FIELDS: &[&str] = &["message", "message_id"];
+static RECORD_METADATA: tracing::Metadata<'static> = tracing::Metadata::new(
+    "record",
+    "catalyst_bootstrap::journal",
+    Level::INFO,
+    None,
+    None,
+    None,
+    tracing::field::FieldSet::new(RECORD_FIELDS, tracing::callsite::Identifier(&RECORD_SITE)),
+    tracing::metadata::Kind::EVENT,
+);
+
+impl tracing::callsite::Callsite for RecordSite {
+    fn set_interest(&self, _: tracing::subscriber::Interest) {}
+    fn metadata(&self) -> &tracing::Metadata<'_> {
+        &RECORD_METADATA
+    }
+}
+
+/// One leaked `Metadata` per (level, file, line): as many as there are
+/// `record` call sites, a few dozen.
+fn metadata_at(level: Level, file: &str, line: u32) -> &'static tracing::Metadata<'static> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Sites = HashMap<(Level, String, u32), &'static tracing::Metadata<'static>>;
+    static SITES: Mutex<Option<Sites>> = Mutex::new(None);
+    let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+    sites
+        .get_or_insert_with(HashMap::new)
+        .entry((level, file.to_string(), line))
+        .or_insert_with(|| {
+            let file: &'static str = Box::leak(file.into());
+            Box::leak(Box::new(tracing::Metadata::new(
+                "record",
+                "catalyst_bootstrap::journal",
+                level,
+                Some(file),
+                Some(line),
+                None,
+                tracing::field::FieldSet::new(
+                    RECORD_FIELDS,
+                    tracing::callsite::Identifier(&RECORD_SITE),
+                ),
+                tracing::metadata::Kind::EVENT,
+            )))
+        })
+}
+
+/// The fields [`record`] sets.
+#[derive(Default)]
+struct Recorded {
+    message: String,
+    message_id: Option<String>,
+    file: Option<String>,
+    line: Option<u64>,
+}
+
+impl Visit for Recorded {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "message_id" => self.message_id = Some(value.to_string()),
+            "code_file" => self.file = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "code_line" {
+            self.line = Some(value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
+}
+
+impl<S, L> Layer<S> for AtCaller<L>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Layer<S>,
+{
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.0.on_layer(subscriber);
+    }
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_new_span(attrs, id, ctx);
+    }
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.0.on_record(id, values, ctx);
+    }
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_enter(id, ctx);
+    }
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_exit(id, ctx);
+    }
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        self.0.on_close(id, ctx);
+    }
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Recorded::default();
+        if event.metadata().fields().field("code_file").is_some() {
+            event.record(&mut fields);
+        }
+        let (Some(file), Some(line), Some(id)) = (fields.file, fields.line, fields.message_id)
+        else {
+            return self.0.on_event(event, ctx);
+        };
+        let line = u32::try_from(line).unwrap_or(u32::MAX);
+        let meta = metadata_at(*event.metadata().level(), &file, line);
+        let set = meta.fields();
+        let (message, message_id) = (
+            set.field("message").expect("declared"),
+            set.field("message_id").expect("declared"),
+        );
+        let values = [
+            (&message, Some(&fields.message as &dyn tracing::Value)),
+            (&message_id, Some(&id as &dyn tracing::Value)),
+        ];
+        let values = set.value_set(&values);
+        self.0.on_event(&tracing::Event::new(meta, &values), ctx);
     }
 }
 
@@ -116,7 +254,7 @@ pub fn init(verbose: bool) {
                 ..PriorityMappings::new()
             });
         tracing_subscriber::registry()
-            .with(layer.with_filter(filter))
+            .with(AtCaller(layer).with_filter(filter))
             .init();
         return;
     }
@@ -160,7 +298,7 @@ impl Visit for EventFields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
             "message" => self.message = format!("{value:?}"),
-            "message_id" => {}
+            "message_id" | "code_file" | "code_line" => {}
             name => {
                 let _ = write!(self.extra, " {name}={value:?}");
             }
@@ -168,7 +306,7 @@ impl Visit for EventFields {
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "message_id" => {}
+            "message_id" | "code_file" => {}
             name => {
                 let _ = write!(self.extra, " {name}={value}");
             }
@@ -222,6 +360,49 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the journal layer is given: file, line, level, MESSAGE_ID, message.
+    type Seen = (Option<String>, Option<u32>, Level, Option<String>, String);
+
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<Seen>>>);
+
+    impl<S: Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut fields = Recorded::default();
+            event.record(&mut fields);
+            let meta = event.metadata();
+            self.0.lock().unwrap().push((
+                meta.file().map(str::to_string),
+                meta.line(),
+                *meta.level(),
+                fields.message_id,
+                fields.message,
+            ));
+        }
+    }
+
+    /// CODE_FILE/CODE_LINE come from the event's metadata: they name the
+    /// caller of `record` (they named journal.rs's own line for every event).
+    #[test]
+    fn journal_events_carry_the_call_site() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(AtCaller(Capture(seen.clone())));
+        let line = tracing::subscriber::with_default(subscriber, || {
+            record(Event::PhaseFailed, "it broke");
+            line!() - 1
+        });
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            &[(
+                Some(file!().to_string()),
+                Some(line),
+                Level::ERROR,
+                Some(Event::PhaseFailed.id().to_string()),
+                "it broke".to_string()
+            )]
+        );
+    }
 
     #[test]
     fn message_ids_are_unique_128_bit_hex() {

@@ -17,6 +17,8 @@ mod journal;
 mod kubeconfig;
 mod lease;
 mod locked;
+#[cfg(test)]
+mod man;
 mod metadata;
 mod notify;
 mod preflight;
@@ -26,8 +28,6 @@ mod state;
 mod status;
 mod token;
 mod untrusted;
-
-use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
@@ -67,12 +67,26 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                 })
         }
-        Some(Command::Status { json, wait }) => {
-            runtime.block_on(status::show(&state_dir(&cli), json, wait))
+        Some(Command::Status {
+            json,
+            wait,
+            ref timeout,
+        }) => {
+            let dir = config::state_dir_for_status(cli.config.as_deref(), cli.overrides())?;
+            let timeout = wait
+                .then(|| config::parse_duration(timeout))
+                .transpose()
+                .context("--timeout")
+                .context(Exit::Config)?;
+            runtime.block_on(status::show(&dir, json, timeout))
         }
         Some(Command::CheckConfig) => {
             let config = config::load(cli.config.as_deref(), cli.overrides())?;
-            let token = BearerToken::load(config.token_file.as_deref())?;
+            let token = BearerToken::load_as_the_unit_would(
+                config.token_file.as_deref(),
+                std::path::Path::new(token::CREDSTORE),
+                state::is_done(&config.state_dir),
+            )?;
             print!("{}", config::render(&config, token.source()));
             Ok(0)
         }
@@ -91,18 +105,6 @@ fn harden() -> anyhow::Result<()> {
         anyhow::bail!("cannot disable core dumps (RLIMIT_CORE); set LimitCORE=0 in the unit");
     }
     Ok(())
-}
-
-fn state_dir(cli: &Cli) -> PathBuf {
-    cli.overrides()
-        .get("state_dir")
-        .map(PathBuf::from)
-        .or_else(|| {
-            config::load(cli.config.as_deref(), cli.overrides())
-                .ok()
-                .map(|c| c.state_dir)
-        })
-        .unwrap_or_else(|| PathBuf::from(config::default_text("state_dir")))
 }
 
 async fn run_job(cli: &Cli) -> anyhow::Result<()> {

@@ -148,11 +148,12 @@ impl State {
     }
 }
 
+/// Now, to the millisecond and in the log lines' format, so `status` and
+/// the log agree (`2026-11-22T05:14:02.711Z`).
 pub(crate) fn now() -> String {
     jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 pub(crate) fn is_done(dir: &Path) -> bool {

@@ -2,22 +2,49 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::config;
+use crate::exit::Exit;
 use crate::state::{self, Outcome, Phase, State};
 use crate::untrusted::Untrusted;
 
-/// Exit codes of `status`.
+/// Exit codes of `status`, distinct from each other and from clap's 2.
 const DONE: u8 = 0;
 const FAILED: u8 = 1;
-const NOT_DONE: u8 = 2;
+const NOT_DONE: u8 = 3;
+const UNREADABLE: u8 = 4;
 
-pub(crate) async fn show(dir: &Path, as_json: bool, wait: bool) -> anyhow::Result<u8> {
+/// `status --help`'s epilogue (and the man page's).
+pub(crate) const HELP: &str = "\
+Exit codes:
+  0   done (the `done` stamp exists)
+  1   a phase failed (see DETAIL; `run` retries what heals)
+  2   command-line usage error
+  3   not done yet, or not started (with --wait: still not done at --timeout)
+  4   the state file cannot be read (damaged: the next run sets it aside as
+      state.json.corrupt and starts over; or written by a newer version)
+  78  the configuration does not load, so the state directory is unknown
+      (pass --state-dir DIR)
+";
+
+/// How often `--wait` says it is still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+pub(crate) async fn show(dir: &Path, as_json: bool, wait: Option<Duration>) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let mut said: Option<(String, Instant)> = None;
     loop {
         let done = state::is_done(dir);
-        let state = State::read(dir)?;
+        let state = match State::read(dir) {
+            Ok(state) => state,
+            Err(err) => {
+                print!("{}", render_unreadable(dir, &err, as_json));
+                return Ok(UNREADABLE);
+            }
+        };
         let failed = state.as_ref().is_some_and(|s| {
             Phase::ALL
                 .iter()
@@ -29,7 +56,14 @@ pub(crate) async fn show(dir: &Path, as_json: bool, wait: bool) -> anyhow::Resul
             (false, false, None) => (NOT_DONE, "not started"),
             (false, false, Some(_)) => (NOT_DONE, "not done yet"),
         };
-        if !wait || code != NOT_DONE {
+        let timed_out = wait.is_some_and(|limit| started.elapsed() >= limit);
+        if wait.is_none() || code != NOT_DONE || timed_out {
+            if timed_out {
+                eprintln!(
+                    "catalyst-bootstrap status: still {word} after {}; giving up (--timeout)",
+                    config::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+                );
+            }
             let text = if as_json {
                 render_json(word, state.as_ref())
             } else {
@@ -38,8 +72,71 @@ pub(crate) async fn show(dir: &Path, as_json: bool, wait: bool) -> anyhow::Resul
             print!("{text}");
             return Ok(code);
         }
+        // Progress on stderr (stdout stays the final answer): on every
+        // change, and every PROGRESS_EVERY while nothing changes.
+        let now = progress(dir, word, state.as_ref());
+        let due = said
+            .as_ref()
+            .is_none_or(|(last, at)| *last != now || at.elapsed() >= PROGRESS_EVERY);
+        if due {
+            eprintln!(
+                "catalyst-bootstrap status: waiting ({}s so far): {now}",
+                started.elapsed().as_secs()
+            );
+            said = Some((now, Instant::now()));
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// One line on where the job is.
+fn progress(dir: &Path, word: &str, state: Option<&State>) -> String {
+    let Some(state) = state else {
+        return format!(
+            "{word}: no {} yet (is catalyst-bootstrap.service started?)",
+            dir.join(state::STATE_FILE).display()
+        );
+    };
+    let phases: Vec<String> = Phase::ALL
+        .iter()
+        .map(|p| format!("{} {}", p.name(), outcome_word(state.phase(*p).outcome)))
+        .collect();
+    format!("{word}: {}", phases.join(", "))
+}
+
+fn outcome_word(outcome: Outcome) -> String {
+    serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn render_unreadable(dir: &Path, err: &anyhow::Error, as_json: bool) -> String {
+    let path = dir.join(state::STATE_FILE);
+    // A file that does not parse (rather than one that cannot be opened,
+    // or one from a newer version) is what `run` moves aside.
+    let damaged = Exit::of(err) == Exit::Internal;
+    let next = if damaged {
+        format!(
+            "the next run moves it aside to {}.corrupt and starts over \
+             (safe: the seed is only ever created, and a repeated PUT is answered already-set)",
+            path.display()
+        )
+    } else {
+        String::new()
+    };
+    let error = Untrusted::new(format!("{err:#}")).shown();
+    if as_json {
+        return format!(
+            "{:#}\n",
+            json!({ "result": "unreadable", "error": error, "next_run": next })
+        );
+    }
+    let mut out = format!("catalyst-bootstrap: state file unreadable\n{error}\n");
+    if damaged {
+        let _ = writeln!(out, "{next}");
+    }
+    out
 }
 
 fn render_json(word: &str, state: Option<&State>) -> String {
@@ -56,18 +153,15 @@ fn render_text(dir: &Path, word: &str, state: Option<&State>) -> String {
     let _ = writeln!(out, "deployment {}\n", shown(&state.deployment_id));
     let _ = writeln!(
         out,
-        "{:<11} {:<12} {:>8}  {:<20}  {:<20}  DETAIL",
+        "{:<11} {:<12} {:>8}  {:<24}  {:<24}  DETAIL",
         "PHASE", "OUTCOME", "ATTEMPTS", "STARTED", "FINISHED"
     );
     for phase in Phase::ALL {
         let r = state.phase(phase);
-        let outcome = serde_json::to_value(r.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let outcome = outcome_word(r.outcome);
         let _ = writeln!(
             out,
-            "{:<11} {:<12} {:>8}  {:<20}  {:<20}  {}",
+            "{:<11} {:<12} {:>8}  {:<24}  {:<24}  {}",
             phase.name(),
             outcome,
             r.attempts,

@@ -14,6 +14,10 @@ use crate::untrusted::{self, Alphabet};
 /// Name of the systemd credential (`LoadCredential=kubeconfig-bearer:…`).
 pub(crate) const CREDENTIAL: &str = "kubeconfig-bearer";
 const TOKEN_LEN: usize = 64;
+/// Where catalyst-bootstrap.service loads the credential from
+/// (`LoadCredential=kubeconfig-bearer:/etc/credstore/kubeconfig-bearer`),
+/// and where cloud-init writes it.
+pub(crate) const CREDSTORE: &str = "/etc/credstore/kubeconfig-bearer";
 
 /// The token. Debug and Display print `<redacted>`; the only way to the
 /// characters is [`BearerToken::header_value`]. Reading it registers it with
@@ -45,6 +49,51 @@ impl BearerToken {
             .with_context(|| format!("bearer token {}", path.display()))
             .context(Exit::Config)?;
         Ok(token)
+    }
+
+    /// For `check-config` run by hand, outside the unit: no
+    /// `$CREDENTIALS_DIRECTORY` then, so without `token_file` the token is
+    /// looked for where the unit loads it from (`credstore`). When it is
+    /// not there, the error says why that may be and how to check.
+    /// `done` says the job already finished (the unit deletes the
+    /// single-use token then).
+    pub(crate) fn load_as_the_unit_would(
+        token_file: Option<&Path>,
+        credstore: &Path,
+        done: bool,
+    ) -> anyhow::Result<Self> {
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_some() || token_file.is_some() {
+            return Self::load(token_file);
+        }
+        let unit = format!(
+            "catalyst-bootstrap.service loads the credential `{CREDENTIAL}` from {} \
+             (LoadCredential=; see `systemctl cat catalyst-bootstrap`)",
+            credstore.display()
+        );
+        match Self::read(credstore, true) {
+            Ok(token) => Ok(token),
+            Err(e) => {
+                use crate::file::FileError;
+                let file_error = e.downcast_ref::<FileError>();
+                let missing = matches!(file_error, Some(FileError::Missing));
+                let denied = matches!(file_error, Some(FileError::Io(io))
+                    if io.kind() == std::io::ErrorKind::PermissionDenied);
+                let why = if missing && done {
+                    "it does not exist: the job is done, and the unit deletes the single-use token \
+                     once it has been used (ExecStopPost=); nothing to fix"
+                        .to_string()
+                } else if missing {
+                    "it does not exist: cloud-init writes it (write_files, 0600 root); \
+                     check `ls -l` of that path and `cloud-init status --long`"
+                        .to_string()
+                } else if denied {
+                    format!("it {e:#} (it is root's, mode 0600: run check-config as root)")
+                } else {
+                    format!("it {e:#}")
+                };
+                Err(anyhow::anyhow!("no bearer token: {unit}, and {why}")).context(Exit::Config)
+            }
+        }
     }
 
     fn read(path: &Path, from_credential: bool) -> anyhow::Result<Self> {
@@ -177,6 +226,48 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains("/nonexistent/bearer"), "{msg}");
         assert_eq!(Exit::of(&err), Exit::Config);
+    }
+
+    /// check-config by hand: the token is where the unit loads it from,
+    /// or the error says why it is not and how to check.
+    #[test]
+    fn check_config_finds_the_credential_where_the_unit_loads_it() {
+        let dir = tmpdir("credstore");
+        let path = write(&dir, "kubeconfig-bearer", GOOD.as_bytes(), 0o600);
+        let token = BearerToken::load_as_the_unit_would(None, &path, false).unwrap();
+        assert_eq!(token.source(), path);
+
+        let gone = dir.join("gone");
+        let msg = format!(
+            "{:#}",
+            BearerToken::load_as_the_unit_would(None, &gone, false).unwrap_err()
+        );
+        assert!(
+            msg.contains(&gone.display().to_string())
+                && msg.contains("LoadCredential=")
+                && msg.contains("cloud-init writes it"),
+            "{msg}"
+        );
+        let msg = format!(
+            "{:#}",
+            BearerToken::load_as_the_unit_would(None, &gone, true).unwrap_err()
+        );
+        assert!(msg.contains("the job is done"), "{msg}");
+
+        let bad = write(&dir, "bad", format!("{}x", &GOOD[..63]).as_bytes(), 0o600);
+        let err = BearerToken::load_as_the_unit_would(None, &bad, false).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("64 lowercase hex") && !msg.contains(&GOOD[..63]),
+            "{msg}"
+        );
+        assert_eq!(Exit::of(&err), Exit::Config);
+    }
+
+    #[test]
+    fn the_unit_loads_the_credential_from_credstore() {
+        let unit = include_str!("../../systemd/catalyst-bootstrap.service");
+        assert!(unit.contains(&format!("LoadCredential={CREDENTIAL}:{CREDSTORE}\n")));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A fake catalyst-api implementing the kubeconfig handler of the contract
-//! (shared/contract.md §3), in its order of checks, over TLS. Requests can be
+//! (docs/contract.md §3), in its order of checks, over TLS. Requests can be
 //! scripted one by one: an answer, a delay, or a connection dropped after
 //! the kubeconfig was stored.
 

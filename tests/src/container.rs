@@ -40,6 +40,39 @@ pub struct Container {
     _logdir: tempfile::TempDir,
 }
 
+/// Runs one command inside the rootfs without booting it (no systemd as
+/// PID 1), writing only to a tmpfs overlay; `binds` are (host path,
+/// container path), read-only. Tools the tests need from Debian, such as
+/// cloud-init's schema check, run here rather than being installed on the
+/// host (installing cloud-init there enables its units for the host's next
+/// boot).
+pub fn run_in_rootfs(argv: &[&str], binds: &[(&Path, &str)]) -> Output {
+    require_root();
+    require("systemd-nspawn", "systemd-container");
+    let mut cmd = Command::new("systemd-nspawn");
+    cmd.args([
+        "--quiet",
+        "--register=no",
+        "--keep-unit",
+        "--volatile=overlay",
+        "--pipe",
+    ])
+    .arg(format!(
+        "--machine=catalyst-run-{}-{}",
+        std::process::id(),
+        next_id()
+    ))
+    .arg("--directory")
+    .arg(rootfs());
+    for (host, inside) in binds {
+        cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
+    }
+    cmd.arg("--").args(argv);
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run systemd-nspawn: {e}"))
+}
+
 impl Container {
     /// Boots the rootfs; `binds` are (host path, container path), read-only.
     pub fn boot(binds: &[(&Path, &str)]) -> Container {

@@ -33,6 +33,16 @@ pub const SOVEREIGN_FQDN: &str = "api.sovereign.test";
 /// The names in the API server's certificate unless a test says otherwise.
 pub const CERT_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1", PUBLIC_ADDRESS];
 
+/// The settings the sandbox shortens so a run takes a second: (key, the
+/// sandbox's value, the production default). `write_config` writes these and
+/// the sandbox's banner lists them.
+pub const TUNED: &[(&str, &str, &str)] = &[
+    ("deadline", "60s", "30m"),
+    ("retry.initial_delay", "50ms", "1s"),
+    ("retry.max_delay", "400ms", "60s"),
+    ("retry.overloaded_delay", "50ms", "10s"),
+];
+
 /// The agent binary of this workspace's build.
 pub fn agent_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CATALYST_BOOTSTRAP_BIN") {
@@ -73,6 +83,10 @@ fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
         newest = newest.max(time);
     }
     newest
+}
+
+fn tuned(key: &str) -> &'static str {
+    TUNED.iter().find(|t| t.0 == key).expect("a tuned key").1
 }
 
 /// A fresh random token in the contract's format.
@@ -252,12 +266,16 @@ kubeconfig: {kubeconfig}
 token_file: {token}
 ca_bundle: {ca}
 state_dir: {state}
-deadline: 60s
+deadline: {deadline}
 retry:
-  initial_delay: 50ms
-  max_delay: 400ms
-  overloaded_delay: 50ms
+  initial_delay: {initial}
+  max_delay: {max}
+  overloaded_delay: {overloaded}
 ",
+            deadline = tuned("deadline"),
+            initial = tuned("retry.initial_delay"),
+            max = tuned("retry.max_delay"),
+            overloaded = tuned("retry.overloaded_delay"),
             url = self.catalyst.url(),
             kubeconfig = self.kubeconfig_path().display(),
             token = self.token_path().display(),

@@ -653,7 +653,7 @@ async fn region_goes_into_the_query() {
 async fn status_command_reports_each_outcome() {
     let sb = Sandbox::new();
     let out = sb.spawn(&["status"]).finish().await;
-    assert_exit(&out, 2);
+    assert_exit(&out, 3);
     assert!(out.stdout.contains("not started"), "{}", out.stdout);
 
     sb.catalyst.script([Step::error(401, "missing-bearer")]);
@@ -674,6 +674,13 @@ async fn status_command_reports_each_outcome() {
     assert_eq!(json["state"]["kubeconfig"]["outcome"], "done");
     assert_eq!(json["state"]["kubeconfig"]["attempts"], 2);
     assert_eq!(json["state"]["deployment_id"], DEPLOYMENT_ID);
+    // Times to the millisecond, as the log lines have them.
+    let started = json["state"]["kubeconfig"]["started_at"].as_str().unwrap();
+    assert_eq!(started.len(), "2026-11-22T05:14:02.711Z".len(), "{started}");
+    assert!(
+        started.ends_with('Z') && started.as_bytes()[19] == b'.',
+        "{started}"
+    );
 }
 
 /// state.json is a file anyone with root may have edited: `status` shows its
@@ -1604,4 +1611,65 @@ async fn journal_priorities_are_syslog_levels() {
     };
     assert_eq!(priority("wait phase started"), "6");
     assert_eq!(priority("attempt 1 failed"), "4");
+    // CODE_FILE/CODE_LINE name where each event was logged, not the one
+    // line in journal.rs that every event went through.
+    let sites: std::collections::BTreeSet<_> = entries
+        .iter()
+        .filter(|e| e.get("MESSAGE_ID").is_some())
+        .map(|e| (e.get("CODE_FILE"), e.get("CODE_LINE")))
+        .collect();
+    assert!(
+        sites.len() > 3
+            && sites
+                .iter()
+                .all(|(f, _)| f.as_deref() != Some("agent/src/journal.rs")),
+        "{sites:?}"
+    );
+}
+
+/// The sandbox binary (README's first command): `--help` is usage, not an
+/// error, and a run removes its temporary directory (token, client key,
+/// state) before it exits with the agent's code.
+#[test]
+fn sandbox_prints_usage_and_leaves_nothing_behind() {
+    let sandbox = env!("CARGO_BIN_EXE_sandbox");
+    let help = std::process::Command::new(sandbox)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--cert=fallback"));
+
+    let bad = std::process::Command::new(sandbox)
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("usage:") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(sandbox)
+        .env("TMPDIR", tmp.path())
+        .env(
+            "CATALYST_BOOTSTRAP_BIN",
+            catalyst_bootstrap_tests::sandbox::agent_binary(),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("retry.overloaded_delay"),
+        "the banner names the shortened settings:\n{stdout}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "the sandbox left {left:?} behind");
 }

@@ -102,6 +102,11 @@ fn deb_has_the_right_contents_and_no_scripts() {
             "./usr/share/doc/catalyst-bootstrap/config.yaml.example",
             "-rw-r--r-- root/root",
         ),
+        // The reference on the node: every key and exit code (agent/src/man.rs).
+        (
+            "./usr/share/man/man1/catalyst-bootstrap.1.gz",
+            "-rw-r--r-- root/root",
+        ),
     ] {
         let line = contents
             .lines()
@@ -251,7 +256,6 @@ fn unit_verifies_cleanly_and_is_hardened() {
 
 #[test]
 fn cloud_init_snippet_is_valid_and_small() {
-    require("cloud-init", "cloud-init");
     let rendered = render_cloud_init(&[
         ("deployment_id", "0f1e2d3c4b5a6978"),
         ("catalyst_api_url", "https://console.openova.io/sovereign"),
@@ -277,11 +281,12 @@ fn cloud_init_snippet_is_valid_and_small() {
     let file = dir.path().join("user-data");
     std::fs::write(&file, &rendered).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new("cloud-init")
-        .args(["schema", "--config-file"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    // cloud-init of the test rootfs (Debian bookworm, as on the nodes), not
+    // of the host: installed there, it would configure the host's next boot.
+    let out = catalyst_bootstrap_tests::container::run_in_rootfs(
+        &["cloud-init", "schema", "--config-file", "/run/user-data"],
+        &[(&file, "/run/user-data")],
+    );
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use catalyst_bootstrap_tests::catalyst::Step;
 use catalyst_bootstrap_tests::sandbox::{
-    CERT_NAMES, DEPLOYMENT_ID, SOVEREIGN_FQDN, Sandbox, Start, agent_binary,
+    CERT_NAMES, DEPLOYMENT_ID, SOVEREIGN_FQDN, Sandbox, Start, TUNED, agent_binary,
 };
 
 fn build_agent() -> anyhow::Result<()> {
@@ -21,9 +21,20 @@ fn build_agent() -> anyhow::Result<()> {
     let release = exe.parent().is_some_and(|d| d.ends_with("release"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
+    // `cargo run` gave this process the sandbox package's CARGO_MANIFEST_DIR,
+    // CARGO_PKG_* … ; ring's build script declares `rerun-if-env-changed` on
+    // several of them, so inheriting them made the inner build see ring (and
+    // all that depends on it, the agent included) as dirty on every run.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(key);
+        }
+    }
+    eprintln!(
+        "building catalyst-bootstrap (the first time compiles its dependencies: a few minutes; later runs: a second)"
+    );
     cmd.args([
         "build",
-        "--quiet",
         "-p",
         "catalyst-bootstrap",
         "--bin",
@@ -39,6 +50,23 @@ fn build_agent() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `cargo run` sets for the program it runs (and a build script
+/// gets), as opposed to the settings of cargo itself (`CARGO`, `CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_BUILD_*` …), which the inner build needs.
+fn set_by_cargo_run(key: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CFG_"]
+        .iter()
+        .any(|p| key.starts_with(p))
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
+
 fn mask(value: &str) -> String {
     format!(
         "{}… ({} characters, masked)",
@@ -47,20 +75,53 @@ fn mask(value: &str) -> String {
     )
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+const USAGE: &str = "\
+usage: cargo run -p catalyst-bootstrap-tests [-- [--flaky] [--cert=address|fallback|missing]]
+
+Runs the real catalyst-bootstrap binary once against a fake Kubernetes API
+server and a fake catalyst-api on loopback, and shows what happened.
+
+  --flaky          catalyst-api answers 503 + Retry-After once, then stores the
+                   kubeconfig but drops its answer: shows the retries
+  --cert=address   the API server's certificate names the public address (default)
+  --cert=fallback  it names only the sovereign FQDN: the kubeconfig gets tls-server-name
+  --cert=missing   it names neither: the preflight refuses to send (exit 68)
+  -h, --help       this text
+
+Everything lives in a temporary directory that is removed at the end.
+The sandbox exits with the agent's exit code.
+";
+
+/// Bad usage: the text, on stderr, and exit 2 (no error chain, no backtrace).
+fn usage_error(what: &str) -> ! {
+    eprintln!("sandbox: {what}\n\n{USAGE}");
+    std::process::exit(2);
+}
+
+fn main() -> anyhow::Result<()> {
     let mut flaky = false;
     let mut cert = "address".to_string();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
             "--flaky" => flaky = true,
             _ if arg.starts_with("--cert=") => cert = arg["--cert=".len()..].to_string(),
-            _ => anyhow::bail!(
-                "unknown argument {arg:?}; use --flaky and --cert=address|fallback|missing"
-            ),
+            _ => usage_error(&format!("unknown argument {arg:?}")),
         }
     }
-    let (cert_names, cert_note): (&'static [&'static str], _) = match cert.as_str() {
+    let runtime = tokio::runtime::Runtime::new()?;
+    // The exit code is known only once the sandbox (its temporary directory
+    // with token, client key and state) is dropped: exit only after that.
+    let code = runtime.block_on(sandbox(flaky, &cert))?;
+    drop(runtime);
+    std::process::exit(code);
+}
+
+async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<i32> {
+    let (cert_names, cert_note): (&'static [&'static str], _) = match cert {
         "address" => (CERT_NAMES, "valid for the public address"),
         "fallback" => (
             &["localhost", "127.0.0.1", SOVEREIGN_FQDN],
@@ -70,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
             &["localhost", "127.0.0.1"],
             "valid for loopback only: the kubeconfig could not work",
         ),
-        other => anyhow::bail!("--cert={other}: use address, fallback or missing"),
+        other => usage_error(&format!("--cert={other}: use address, fallback or missing")),
     };
     build_agent()?;
     let sb = Sandbox::with(Start {
@@ -101,6 +162,13 @@ async fn main() -> anyhow::Result<()> {
         sb.catalyst.url()
     );
     println!("  agent                       {}", agent_binary().display());
+    println!("  differs from production:");
+    for (key, here, production) in TUNED {
+        println!("    {key:<24} {here:<6} (production default: {production})");
+    }
+    println!(
+        "    kubeconfig, token_file, ca_bundle, state_dir in the directory above; catalyst_api_url on loopback"
+    );
     if flaky {
         println!(
             "  --flaky: catalyst-api answers 503 + Retry-After: 1 once, then stores the kubeconfig but drops the answer"
@@ -110,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
 
     let agent = sb.spawn(&["run"]);
     let mut shown = 0;
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
     let finished = loop {
         let text = agent.stderr();
         print!("{}", &text[shown..]);
@@ -117,7 +186,14 @@ async fn main() -> anyhow::Result<()> {
         if agent.try_finished() {
             break agent.finish().await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = &mut interrupt => {
+                // Dropping the agent kills it; dropping the sandbox removes its directory.
+                println!("\n── interrupted; removing {} ──", sb.dir.path().display());
+                return Ok(130);
+            }
+        }
     };
     print!("{}", &finished.stderr[shown..]);
     println!("── exit code {:?} ──\n", finished.code);
@@ -172,5 +248,5 @@ async fn main() -> anyhow::Result<()> {
     println!("\n$ catalyst-bootstrap status");
     let status = sb.spawn(&["status"]).finish().await;
     print!("{}", status.stdout);
-    std::process::exit(finished.code.unwrap_or(1));
+    Ok(finished.code.unwrap_or(1))
 }
