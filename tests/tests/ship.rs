@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use catalyst_bootstrap_tests::ship::{
-    Artifacts, arm64_artifacts, artifacts, render_cloud_init, require, require_root, root, run,
-    stdout,
+    ARM64_OUT_VAR, Artifacts, arm64_artifacts, artifacts, render_cloud_init, require, require_root,
+    root, run, stdout,
 };
 
 const SIZE_BUDGET: u64 = 6 * 1024 * 1024;
@@ -278,7 +278,16 @@ fn reproducible(a: &Artifacts) {
         );
         assert!(
             one == two,
-            "{name:?} differs between two builds of the same source"
+            "{name:?} differs between two builds of the same source{}",
+            if std::env::var_os(ARM64_OUT_VAR).is_some() && a.arch == "arm64" {
+                format!(
+                    " (the first is {ARM64_OUT_VAR}={}: it must be built from this commit, \
+                     whose time is SOURCE_DATE_EPOCH)",
+                    a.dir.display()
+                )
+            } else {
+                String::new()
+            }
         );
     }
     println!(
