@@ -70,6 +70,64 @@ pub fn agent_binary() -> PathBuf {
     bin
 }
 
+/// The command that runs the agent before its arguments: the runner prefix
+/// from `CATALYST_BOOTSTRAP_RUNNER` (split on whitespace; for example
+/// `qemu-aarch64-static` to run an arm64 `CATALYST_BOOTSTRAP_BIN` on
+/// x86_64), then the agent binary. With qemu-user the process started is
+/// the emulator running the agent: it has the agent's PID, and signals sent
+/// to it reach the agent.
+pub fn agent_command() -> std::process::Command {
+    let runner = agent_runner();
+    let mut cmd = match runner.split_first() {
+        Some((program, args)) => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(args).arg(agent_binary());
+            cmd
+        }
+        None => std::process::Command::new(agent_binary()),
+    };
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// `CATALYST_BOOTSTRAP_RUNNER`, split on whitespace; empty when unset.
+pub fn agent_runner() -> Vec<String> {
+    std::env::var("CATALYST_BOOTSTRAP_RUNNER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// True when the agent runs through a runner (an emulator): it starts
+/// slower and some of what a test observes from outside is the emulator's.
+pub fn under_emulation() -> bool {
+    !agent_runner().is_empty()
+}
+
+/// How long a wait that is not itself the assertion should allow: `base`
+/// natively, four times that under emulation (qemu-user starts the agent
+/// in hundreds of milliseconds and runs it several times slower).
+pub fn patience(base: Duration) -> Duration {
+    if under_emulation() { base * 4 } else { base }
+}
+
+/// For a test that cannot hold under emulation: prints that `test` is
+/// skipped and why (so the run shows it, never a silent pass) and returns
+/// true; natively returns false and the test runs.
+pub fn skip_under_emulation(test: &str, reason: &str) -> bool {
+    if !under_emulation() {
+        return false;
+    }
+    let line = format!(
+        "SKIPPED under CATALYST_BOOTSTRAP_RUNNER={:?}: {test}: {reason}",
+        agent_runner().join(" ")
+    );
+    println!("{line}");
+    eprintln!("{line}");
+    true
+}
+
 /// The newest modification time of any file under `dir`.
 fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
@@ -298,7 +356,7 @@ retry:
     /// The same, for callers that reap the process themselves (the
     /// benchmark, which needs its rusage).
     pub fn std_command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(agent_binary());
+        let mut cmd = agent_command();
         cmd.arg("--config").arg(self.config_path()).args(args);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

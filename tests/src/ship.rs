@@ -52,27 +52,84 @@ pub fn stdout(cmd: &mut Command) -> String {
 }
 
 pub struct Artifacts {
+    pub arch: &'static str,
     pub dir: PathBuf,
     pub deb: PathBuf,
     pub binary: PathBuf,
     pub version: String,
 }
 
-/// `packaging/build` into `target/package-out`, once per test process.
+/// The amd64 artifacts: `packaging/build` into `target/package-out`, once
+/// per test process.
 pub fn artifacts() -> &'static Artifacts {
     static BUILT: OnceLock<Artifacts> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        require("dpkg-deb", "dpkg");
-        let dir = root().join("target/package-out");
-        run(Command::new(root().join("packaging/build")).arg(&dir));
-        let version = env!("CARGO_PKG_VERSION").to_string();
-        Artifacts {
-            deb: dir.join(format!("catalyst-bootstrap_{version}_amd64.deb")),
-            binary: dir.join(format!("catalyst-bootstrap-{version}-linux-amd64")),
-            dir,
-            version,
+    BUILT.get_or_init(|| build_artifacts("amd64", root().join("target/package-out")))
+}
+
+/// Where an `ARCH=arm64 packaging/build` already made can be reused (CI
+/// builds it once for the tests under qemu): its output directory.
+pub const ARM64_OUT_VAR: &str = "CATALYST_BOOTSTRAP_ARM64_OUT";
+
+/// The arm64 artifacts: the output directory in `CATALYST_BOOTSTRAP_ARM64_OUT`
+/// when set (built by `ARCH=arm64 packaging/build` from this checkout), else
+/// `ARCH=arm64 packaging/build` into `target/package-out-arm64`, once per
+/// test process. The cross toolchain is required, never optional:
+/// `packaging/arm64-toolchain` installs it.
+pub fn arm64_artifacts() -> &'static Artifacts {
+    static BUILT: OnceLock<Artifacts> = OnceLock::new();
+    BUILT.get_or_init(|| match std::env::var_os(ARM64_OUT_VAR) {
+        Some(dir) => {
+            let a = describe("arm64", PathBuf::from(dir));
+            for file in [&a.deb, &a.binary, &a.dir.join("SHA256SUMS")] {
+                assert!(
+                    file.is_file(),
+                    "{ARM64_OUT_VAR}: {} is missing; run `ARCH=arm64 packaging/build {}`",
+                    file.display(),
+                    a.dir.display()
+                );
+            }
+            a
+        }
+        None => {
+            require_arm64_toolchain();
+            build_artifacts("arm64", root().join("target/package-out-arm64"))
         }
     })
+}
+
+/// Fails the test unless the arm64 cross toolchain is installed.
+pub fn require_arm64_toolchain() {
+    for (tool, package) in [
+        ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+        ("aarch64-linux-gnu-objcopy", "binutils-aarch64-linux-gnu"),
+        ("qemu-aarch64-static", "qemu-user-static"),
+    ] {
+        require(tool, package);
+    }
+    assert!(
+        Path::new("/usr/bin/cargo").is_file()
+            && Path::new("/usr/lib/rustlib/aarch64-unknown-linux-gnu").is_dir(),
+        "Debian's Rust with the arm64 standard library is required: packaging/arm64-toolchain (as root) installs it"
+    );
+}
+
+fn build_artifacts(arch: &'static str, dir: PathBuf) -> Artifacts {
+    require("dpkg-deb", "dpkg");
+    run(Command::new(root().join("packaging/build"))
+        .arg(&dir)
+        .env("ARCH", arch));
+    describe(arch, dir)
+}
+
+fn describe(arch: &'static str, dir: PathBuf) -> Artifacts {
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    Artifacts {
+        arch,
+        deb: dir.join(format!("catalyst-bootstrap_{version}_{arch}.deb")),
+        binary: dir.join(format!("catalyst-bootstrap-{version}-linux-{arch}")),
+        dir,
+        version,
+    }
 }
 
 /// Renders cloud-init/catalyst-bootstrap.tftpl as OpenTofu's templatefile()

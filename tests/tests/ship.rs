@@ -1,30 +1,59 @@
-//! What ships, checked as an image builder would: the static binary, the
-//! .deb, the systemd unit and the cloud-init snippet.
+//! What ships, checked as an image builder would: the static binary and the
+//! .deb of both arches (amd64 built natively, arm64 cross-built; the same
+//! assertions for each), the systemd unit and the cloud-init snippet.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use catalyst_bootstrap_tests::ship::{
-    artifacts, render_cloud_init, require, require_root, root, run, stdout,
+    ARM64_OUT_VAR, Artifacts, arm64_artifacts, artifacts, render_cloud_init, require, require_root,
+    root, run, stdout,
 };
 
 const SIZE_BUDGET: u64 = 6 * 1024 * 1024;
 
 #[test]
 fn static_binary_within_budget_runs_without_libc() {
-    let a = artifacts();
+    static_binary(artifacts());
+}
+
+#[test]
+fn arm64_static_binary_within_budget_runs_without_libc() {
+    static_binary(arm64_artifacts());
+}
+
+fn static_binary(a: &Artifacts) {
     let size = std::fs::metadata(&a.binary).unwrap().len();
     println!(
-        "static binary: {size} bytes ({:.2} MiB; budget 6 MiB)",
+        "{} static binary: {size} bytes ({:.2} MiB; budget 6 MiB)",
+        a.arch,
         size as f64 / 1048576.0
     );
     assert!(size <= SIZE_BUDGET, "{size} bytes is over the 6 MiB budget");
 
     let file = stdout(Command::new("file").arg(&a.binary));
+    let machine = match a.arch {
+        "amd64" => "x86-64",
+        _ => "ARM aarch64",
+    };
     assert!(
-        file.contains("static-pie linked") && file.contains("stripped"),
+        file.contains("static-pie linked") && file.contains("stripped") && file.contains(machine),
         "{file}"
     );
+    // Static-pie by the ELF itself: a position-independent executable
+    // (ET_DYN, DF_1_PIE, so the kernel loads it at a random address) that
+    // needs no shared object, no interpreter.
+    let header = stdout(Command::new("readelf").arg("-h").arg(&a.binary));
+    assert!(
+        header.contains("DYN (Position-Independent Executable file)"),
+        "{header}"
+    );
+    let dynamic = stdout(Command::new("readelf").arg("-dl").arg(&a.binary));
+    assert!(dynamic.contains("Flags: NOW PIE"), "{dynamic}");
+    assert!(!dynamic.contains("(NEEDED)"), "{dynamic}");
+    assert!(!dynamic.contains("INTERP"), "{dynamic}");
+    let sections = stdout(Command::new("readelf").arg("-S").arg(&a.binary));
+    assert!(!sections.contains(".comment"), "{sections}");
     let ldd = Command::new("ldd").arg(&a.binary).output().unwrap();
     let ldd =
         String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
@@ -33,19 +62,28 @@ fn static_binary_within_budget_runs_without_libc() {
         "ldd: {ldd}"
     );
 
-    // An empty root: no libc, no /etc, nothing but the binary.
+    // An empty root: no libc, no /etc, nothing but the binary (and for
+    // arm64 the static emulator that runs it on this machine).
     require_root();
     let chroot = tempfile::tempdir().unwrap();
     std::fs::copy(&a.binary, chroot.path().join("catalyst-bootstrap")).unwrap();
+    let mut argv = vec!["/catalyst-bootstrap"];
+    if a.arch == "arm64" {
+        let qemu = which("qemu-aarch64-static");
+        std::fs::copy(&qemu, chroot.path().join("qemu-aarch64-static")).unwrap();
+        argv.insert(0, "/qemu-aarch64-static");
+    }
     let out = stdout(
         Command::new("chroot")
             .arg(chroot.path())
-            .args(["/catalyst-bootstrap", "--version"]),
+            .args(&argv)
+            .arg("--version"),
     );
     assert_eq!(out.trim(), format!("catalyst-bootstrap {}", a.version));
     let out = Command::new("chroot")
         .arg(chroot.path())
-        .args(["/catalyst-bootstrap", "check-config"])
+        .args(&argv)
+        .arg("check-config")
         .output()
         .unwrap();
     assert_eq!(
@@ -55,9 +93,26 @@ fn static_binary_within_budget_runs_without_libc() {
     );
 }
 
+/// `tool`'s path on PATH.
+fn which(tool: &str) -> std::path::PathBuf {
+    require(tool, tool);
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap()
+}
+
 #[test]
 fn no_build_path_leaks_into_the_binary() {
-    let a = artifacts();
+    no_build_path(artifacts());
+}
+
+#[test]
+fn arm64_no_build_path_leaks_into_the_binary() {
+    no_build_path(arm64_artifacts());
+}
+
+fn no_build_path(a: &Artifacts) {
     let bytes = std::fs::read(&a.binary).unwrap();
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     for path in [
@@ -72,11 +127,19 @@ fn no_build_path_leaks_into_the_binary() {
 
 #[test]
 fn deb_has_the_right_contents_and_no_scripts() {
-    let a = artifacts();
+    deb_contents(artifacts());
+}
+
+#[test]
+fn arm64_deb_has_the_right_contents_and_no_scripts() {
+    deb_contents(arm64_artifacts());
+}
+
+fn deb_contents(a: &Artifacts) {
     let info = stdout(Command::new("dpkg-deb").arg("--info").arg(&a.deb));
     for field in [
         "Package: catalyst-bootstrap",
-        "Architecture: amd64",
+        &format!("Architecture: {}", a.arch),
         &format!("Version: {}", a.version),
     ] {
         assert!(info.contains(field), "{field} missing:\n{info}");
@@ -114,22 +177,45 @@ fn deb_has_the_right_contents_and_no_scripts() {
             .unwrap_or_else(|| panic!("{path} missing:\n{contents}"));
         assert!(line.starts_with(mode), "{line}");
     }
+    // The packaged binary is the bare one, byte for byte.
+    let extracted = tempfile::tempdir().unwrap();
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&a.deb)
+        .arg(extracted.path()));
+    assert!(
+        std::fs::read(extracted.path().join("usr/bin/catalyst-bootstrap")).unwrap()
+            == std::fs::read(&a.binary).unwrap(),
+        "the .deb's binary differs from {}",
+        a.binary.display()
+    );
     let sums = run(Command::new("sha256sum")
         .arg("-c")
         .arg("SHA256SUMS")
         .current_dir(&a.dir));
-    assert_eq!(
-        String::from_utf8_lossy(&sums.stdout)
-            .matches(": OK")
-            .count(),
-        2
-    );
+    let sums = String::from_utf8_lossy(&sums.stdout);
+    assert_eq!(sums.matches(": OK").count(), 2, "{sums}");
+    for file in [&a.deb, &a.binary] {
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert!(
+            sums.contains(&format!("{name}: OK")),
+            "{name} not in SHA256SUMS"
+        );
+    }
 }
 
 #[test]
 fn lintian_is_clean() {
+    lintian(artifacts());
+}
+
+#[test]
+fn arm64_lintian_is_clean() {
+    lintian(arm64_artifacts());
+}
+
+fn lintian(a: &Artifacts) {
     require("lintian", "lintian");
-    let a = artifacts();
     let out = Command::new("lintian")
         .args(["--tag-display-limit", "0", "--display-info"])
         .arg(&a.deb)
@@ -146,7 +232,18 @@ fn lintian_is_clean() {
 
 #[test]
 fn two_builds_from_different_checkouts_are_identical() {
-    let a = artifacts();
+    reproducible(artifacts());
+}
+
+/// The first build is `arm64_artifacts()`: in CI the one `.ci/run` made
+/// from the checkout (CATALYST_BOOTSTRAP_ARM64_OUT), the second is made here
+/// from a copy in another directory with another target dir.
+#[test]
+fn arm64_two_builds_from_different_checkouts_are_identical() {
+    reproducible(arm64_artifacts());
+}
+
+fn reproducible(a: &Artifacts) {
     // Another path, another target dir: only the source may matter.
     let copy = tempfile::Builder::new()
         .prefix("catalyst-repro-")
@@ -172,18 +269,39 @@ fn two_builds_from_different_checkouts_are_identical() {
     let out = copy.path().join("out");
     run(Command::new(copy.path().join("packaging/build"))
         .arg(&out)
+        .env("ARCH", a.arch)
         .env("SOURCE_DATE_EPOCH", epoch.trim())
         .env("CARGO_TARGET_DIR", copy.path().join("target")));
-    for name in [a.binary.file_name().unwrap(), a.deb.file_name().unwrap()] {
+    for name in [
+        a.binary.file_name().unwrap(),
+        a.deb.file_name().unwrap(),
+        "SHA256SUMS".as_ref(),
+    ] {
         let (one, two) = (
             std::fs::read(a.dir.join(name)).unwrap(),
             std::fs::read(out.join(name)).unwrap(),
         );
         assert!(
             one == two,
-            "{name:?} differs between two builds of the same source"
+            "{name:?} differs between two builds of the same source{}",
+            if std::env::var_os(ARM64_OUT_VAR).is_some() && a.arch == "arm64" {
+                format!(
+                    " (the first is {ARM64_OUT_VAR}={}: it must be built from this commit, \
+                     whose time is SOURCE_DATE_EPOCH)",
+                    a.dir.display()
+                )
+            } else {
+                String::new()
+            }
         );
     }
+    println!(
+        "{}: {} and {} are byte-identical to the build in {}",
+        a.arch,
+        a.binary.display(),
+        a.deb.display(),
+        out.display()
+    );
 }
 
 #[test]
@@ -254,22 +372,39 @@ fn unit_verifies_cleanly_and_is_hardened() {
     }
 }
 
-#[test]
-fn cloud_init_snippet_is_valid_and_small() {
-    let rendered = render_cloud_init(&[
+/// The snippet as OpenTofu renders it for one deployment: one template for
+/// both arches, each with its package URL and SHA-256.
+fn rendered_snippet(debs: [(&str, &str); 2]) -> String {
+    let [(amd64_url, amd64_sha), (arm64_url, arm64_sha)] = debs;
+    render_cloud_init(&[
         ("deployment_id", "0f1e2d3c4b5a6978"),
         ("catalyst_api_url", "https://console.openova.io/sovereign"),
         ("public_address", "203.0.113.10"),
         ("sovereign_fqdn", "api.sovereign.example.com"),
         ("kubeconfig_bearer", &"a".repeat(64)),
+        ("agent_deb_url_amd64", amd64_url),
+        ("agent_deb_sha256_amd64", amd64_sha),
+        ("agent_deb_url_arm64", arm64_url),
+        ("agent_deb_sha256_arm64", arm64_sha),
+    ])
+}
+
+const RELEASES: &str = "https://releases.openova.io/catalyst-bootstrap/0.1.0";
+
+#[test]
+fn cloud_init_snippet_is_valid_and_small() {
+    let rendered = rendered_snippet([
         (
-            "agent_deb_url",
-            "https://releases.openova.io/catalyst-bootstrap/catalyst-bootstrap_0.1.0_amd64.deb",
+            &format!("{RELEASES}/catalyst-bootstrap_0.1.0_amd64.deb"),
+            &"e".repeat(64),
         ),
-        ("agent_deb_sha256", &"e".repeat(64)),
+        (
+            &format!("{RELEASES}/catalyst-bootstrap_0.1.0_arm64.deb"),
+            &"f".repeat(64),
+        ),
     ]);
     println!(
-        "rendered cloud-init snippet: {} bytes (budget 2048)",
+        "rendered cloud-init snippet (both arches): {} bytes (budget 2048)",
         rendered.len()
     );
     assert!(
@@ -292,5 +427,143 @@ fn cloud_init_snippet_is_valid_and_small() {
     assert!(
         out.status.success() && text.contains("Valid cloud-config"),
         "cloud-init schema:\n{text}"
+    );
+}
+
+/// What the snippet's install script did on a node of one architecture.
+struct Install {
+    ok: bool,
+    /// The package content `dpkg -i` got, if any.
+    installed: Option<String>,
+    /// The URLs curl fetched.
+    fetched: String,
+    stderr: String,
+}
+
+/// Runs the snippet's runcmd script as cloud-init would, on a node that
+/// `dpkg --print-architecture` says is `arch`, with stand-ins for curl
+/// (serving `packages`, URL → content), dpkg and systemctl.
+fn install_on(rendered: &str, arch: &str, packages: &[(&str, &str)]) -> Install {
+    let script = rendered
+        .split("\n  - |\n")
+        .nth(1)
+        .expect("the runcmd script")
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // Only these tools: the host's catalyst-bootstrap, if any, is not found.
+    for tool in ["sh", "mktemp", "sha256sum", "rm", "cat", "cp", "echo"] {
+        std::os::unix::fs::symlink(which(tool), bin.join(tool)).unwrap();
+    }
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    for (i, (url, content)) in packages.iter().enumerate() {
+        std::fs::write(served.join(i.to_string()), content).unwrap();
+        std::fs::write(served.join(format!("{i}.url")), url).unwrap();
+    }
+    let fakes = [
+        (
+            "curl",
+            r#"out=; prev=; for a; do [ "$prev" = -o ] && out=$a; prev=$a; url=$a; done
+for f in "$FAKE"/served/*.url; do
+  if [ "$(cat "$f")" = "$url" ]; then echo "$url" >> "$FAKE/fetched"; cat "${f%.url}" > "$out"; exit 0; fi
+done
+echo "curl: (22) 404 $url" >&2; exit 22"#,
+        ),
+        (
+            "dpkg",
+            r#"case $1 in --print-architecture) echo "$FAKE_ARCH" ;; -i) cat "$2" > "$FAKE/installed" ;; *) exit 2 ;; esac"#,
+        ),
+        ("systemctl", r#"echo "systemctl $*" >> "$FAKE/log""#),
+    ];
+    for (name, body) in fakes {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(bin.join("sh"))
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("FAKE", dir.path())
+        .env("FAKE_ARCH", arch)
+        .output()
+        .unwrap();
+    Install {
+        ok: out.status.success(),
+        installed: std::fs::read_to_string(dir.path().join("installed")).ok(),
+        fetched: std::fs::read_to_string(dir.path().join("fetched")).unwrap_or_default(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn sha256(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One template serves both arches: each node fetches its own package,
+/// checks it against its own SHA-256, and installs nothing on a mismatch
+/// or on an architecture it has no package for.
+#[test]
+fn cloud_init_snippet_installs_the_package_of_the_node_arch() {
+    let (amd64_url, arm64_url) = (
+        format!("{RELEASES}/catalyst-bootstrap_0.1.0_amd64.deb"),
+        format!("{RELEASES}/catalyst-bootstrap_0.1.0_arm64.deb"),
+    );
+    let (amd64_deb, arm64_deb) = ("the amd64 package", "the arm64 package");
+    let packages = [
+        (amd64_url.as_str(), amd64_deb),
+        (arm64_url.as_str(), arm64_deb),
+    ];
+    let good = rendered_snippet([
+        (&amd64_url, &sha256(amd64_deb)),
+        (&arm64_url, &sha256(arm64_deb)),
+    ]);
+    for (arch, url, deb) in [
+        ("amd64", &amd64_url, amd64_deb),
+        ("arm64", &arm64_url, arm64_deb),
+    ] {
+        let run = install_on(&good, arch, &packages);
+        assert!(run.ok, "{arch}: {}", run.stderr);
+        assert_eq!(
+            run.fetched.trim(),
+            url.as_str(),
+            "{arch} fetched the wrong package"
+        );
+        assert_eq!(run.installed.as_deref(), Some(deb), "{arch}");
+    }
+
+    // Each arch's checksum guards its own package: with the arm64 pin
+    // wrong, arm64 installs nothing and amd64 is unaffected.
+    let bad_arm64 = rendered_snippet([
+        (&amd64_url, &sha256(amd64_deb)),
+        (&arm64_url, &sha256(amd64_deb)),
+    ]);
+    let run = install_on(&bad_arm64, "arm64", &packages);
+    assert!(
+        !run.ok && run.installed.is_none(),
+        "arm64 installed a package with the wrong SHA-256"
+    );
+    assert!(
+        run.stderr.contains("SHA-256 mismatch, not installing"),
+        "{}",
+        run.stderr
+    );
+    let run = install_on(&bad_arm64, "amd64", &packages);
+    assert_eq!(run.installed.as_deref(), Some(amd64_deb), "{}", run.stderr);
+
+    // An architecture with no package fails visibly, fetching nothing.
+    let run = install_on(&good, "riscv64", &packages);
+    assert!(!run.ok && run.installed.is_none() && run.fetched.is_empty());
+    assert!(
+        run.stderr.contains("no package for riscv64"),
+        "{}",
+        run.stderr
     );
 }

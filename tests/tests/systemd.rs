@@ -380,10 +380,16 @@ fn boot_with_cloud_init(
         ("sovereign_fqdn", SOVEREIGN_FQDN),
         ("kubeconfig_bearer", &sb.token),
         (
-            "agent_deb_url",
+            "agent_deb_url_amd64",
             &format!("{deb_url}/catalyst-bootstrap.deb"),
         ),
-        ("agent_deb_sha256", deb_sha256),
+        ("agent_deb_sha256_amd64", deb_sha256),
+        // The container is amd64: it must not fetch this one.
+        (
+            "agent_deb_url_arm64",
+            &format!("{deb_url}/not-for-this-node.deb"),
+        ),
+        ("agent_deb_sha256_arm64", &"0".repeat(64)),
     ]);
     std::fs::write(seed.join("user-data"), user_data).unwrap();
     std::fs::write(
