@@ -171,27 +171,26 @@ mod tests {
         path
     }
 
-    fn tmpdir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cb-token-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// Removed when dropped: tests leave nothing in /tmp.
+    fn tmpdir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
     }
 
     fn err_of(content: &[u8]) -> String {
-        let dir = tmpdir("bad");
-        let path = write(&dir, &format!("t{}", content.len()), content, 0o600);
+        let dir = tmpdir();
+        let path = write(dir.path(), &format!("t{}", content.len()), content, 0o600);
         format!("{:#}", BearerToken::read(&path, false).unwrap_err())
     }
 
     #[test]
     fn accepts_token_with_trailing_newline() {
-        let dir = tmpdir("good");
+        let dir = tmpdir();
         for (name, content) in [
             ("a", format!("{GOOD}\n")),
             ("b", GOOD.to_string()),
             ("c", format!("{GOOD}\r\n")),
         ] {
-            let path = write(&dir, name, content.as_bytes(), 0o600);
+            let path = write(dir.path(), name, content.as_bytes(), 0o600);
             let token = BearerToken::read(&path, false).unwrap();
             assert_eq!(
                 token.header_value().to_str().unwrap(),
@@ -232,12 +231,12 @@ mod tests {
     /// or the error says why it is not and how to check.
     #[test]
     fn check_config_finds_the_credential_where_the_unit_loads_it() {
-        let dir = tmpdir("credstore");
-        let path = write(&dir, "kubeconfig-bearer", GOOD.as_bytes(), 0o600);
+        let dir = tmpdir();
+        let path = write(dir.path(), "kubeconfig-bearer", GOOD.as_bytes(), 0o600);
         let token = BearerToken::load_as_the_unit_would(None, &path, false).unwrap();
         assert_eq!(token.source(), path);
 
-        let gone = dir.join("gone");
+        let gone = dir.path().join("gone");
         let msg = format!(
             "{:#}",
             BearerToken::load_as_the_unit_would(None, &gone, false).unwrap_err()
@@ -254,7 +253,7 @@ mod tests {
         );
         assert!(msg.contains("the job is done"), "{msg}");
 
-        let bad = write(&dir, "bad", format!("{}x", &GOOD[..63]).as_bytes(), 0o600);
+        let bad = write(dir.path(), "bad", format!("{}x", &GOOD[..63]).as_bytes(), 0o600);
         let err = BearerToken::load_as_the_unit_would(None, &bad, false).unwrap_err();
         let msg = format!("{err:#}");
         assert!(
@@ -272,8 +271,8 @@ mod tests {
 
     #[test]
     fn redacts_in_debug_and_display() {
-        let dir = tmpdir("redact");
-        let path = write(&dir, "t", GOOD.as_bytes(), 0o600);
+        let dir = tmpdir();
+        let path = write(dir.path(), "t", GOOD.as_bytes(), 0o600);
         let token = BearerToken::read(&path, false).unwrap();
         assert_eq!(format!("{token}"), "<redacted>");
         assert!(!format!("{token:?}").contains(GOOD));
