@@ -316,6 +316,23 @@ mod tests {
     }
 
     #[test]
+    fn the_body_is_the_detail_only_when_it_names_no_error() {
+        let err = classified(503, r#"{"error":"write-failed"}"#).unwrap_err();
+        assert_eq!(err.to_string(), "catalyst-api answered 503 write-failed: ");
+        let err =
+            classified(503, r#"{"error":"write-failed","detail":{"disk":"full"}}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"catalyst-api answered 503 write-failed: {"disk":"full"}"#
+        );
+        let err = classified(503, "upstream down").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "catalyst-api answered 503 Service Unavailable: upstream down"
+        );
+    }
+
+    #[test]
     fn a_redirect_to_the_token_is_withheld_from_the_log() {
         let token = "ab".repeat(32);
         crate::untrusted::register(crate::untrusted::Alphabet::Hex, token.as_bytes());

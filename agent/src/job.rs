@@ -19,7 +19,7 @@ use crate::lease::{self, Claim, Coordinator};
 use crate::metadata::Metadata;
 use crate::notify::Notifier;
 use crate::preflight::{self, Check, Passed};
-use crate::retry::{Progress, RetryPolicy, retry};
+use crate::retry::{Progress, RetryPolicy, Step};
 use crate::seed::{self, Ownership, SeedOutcome};
 use crate::state::{Outcome, Phase, Store, now};
 
@@ -68,6 +68,16 @@ struct Wait {
 }
 
 impl Reporter<'_> {
+    /// A step reported here, retried by `policy` until `deadline`.
+    fn step<'s>(&'s self, policy: &'s RetryPolicy, deadline: Instant) -> Step<'s> {
+        Step {
+            what: self.what,
+            policy,
+            deadline,
+            progress: self,
+        }
+    }
+
     fn is_waiting(&self) -> bool {
         self.wait
             .lock()
@@ -190,10 +200,12 @@ impl Progress for Reporter<'_> {
         });
     }
 
+    fn pending(&self, _n: u32, status: &str, _next: Duration) {
+        self.waiting(status, "");
+    }
+
     fn succeeded(&self, _n: u32) {
-        if self.polls {
-            self.end_wait();
-        }
+        self.end_wait();
     }
 }
 
@@ -217,7 +229,6 @@ impl Job<'_> {
             node: &self.config.node_name,
             deployment_id: &self.config.deployment_id,
             duration: self.config.lease_duration,
-            policy: &self.config.retry,
         };
         let held = match self
             .phase(Phase::Lease, self.claim(&coordinator, deadline))
@@ -261,9 +272,10 @@ impl Job<'_> {
         seeded?;
         // Without the record the others take over after expiry and find the
         // work done (seed kept, `already-set`): slower, not wrong.
-        let what = "recording completion on the Lease";
+        let what = format!("recording completion on Lease kube-system/{}", lease::NAME);
+        let reporter = self.step_reporter(Phase::Lease, &what);
         if let Err(e) = coordinator
-            .complete(held, deadline, &self.step_reporter(Phase::Lease, what))
+            .complete(held, &reporter.step(&self.config.retry, deadline))
             .await
         {
             tracing::warn!("{e:#}");
@@ -281,18 +293,8 @@ impl Job<'_> {
         let what = format!("claiming Lease kube-system/{}", lease::NAME);
         let reporter = self.reporter(Phase::Lease, &what);
         let claim = coordinator
-            .claim(deadline, &reporter, |holder, duration| {
-                let text = format!(
-                    "control-plane node {} holds Lease kube-system/{}; waiting for it to finish \
-                     (or to stop renewing for {}s)",
-                    holder.shown(),
-                    lease::NAME,
-                    duration.as_secs()
-                );
-                reporter.waiting(&text, "");
-            })
+            .claim(&reporter.step(&self.config.retry, deadline))
             .await?;
-        reporter.end_wait();
         let detail = match &claim {
             Claim::Held(_) => {
                 let text = format!(
@@ -412,14 +414,11 @@ impl Job<'_> {
         let path = &self.config.kubeconfig;
         let poll = RetryPolicy::local_poll();
         let what = format!("waiting for {}", path.display());
-        let kc = retry(
-            &poll,
-            deadline,
-            &what,
-            &self.poll_reporter(Phase::Wait, &what),
-            |_| async { kubeconfig::read(path) },
-        )
-        .await?;
+        let kc = self
+            .poll_reporter(Phase::Wait, &what)
+            .step(&poll, deadline)
+            .retry(|_| async { kubeconfig::read(path) })
+            .await?;
         let cluster = Cluster::connect(&kc, self.config.connect_timeout).await?;
         let server = kc
             .clusters
@@ -427,14 +426,10 @@ impl Job<'_> {
             .find_map(|c| c.cluster.as_ref()?.server.clone())
             .unwrap_or_default();
         let what = format!("waiting for the API server at {server} to be ready");
-        retry(
-            &poll,
-            deadline,
-            &what,
-            &self.poll_reporter(Phase::Wait, &what),
-            |_| cluster.ready(),
-        )
-        .await?;
+        self.poll_reporter(Phase::Wait, &what)
+            .step(&poll, deadline)
+            .retry(|_| cluster.ready())
+            .await?;
         Ok(((kc, cluster), format!("API server at {server} is ready")))
     }
 
@@ -450,10 +445,10 @@ impl Job<'_> {
                 let metadata = Metadata::new(base, self.config.connect_timeout)?;
                 let what = format!("asking {} for the public address", metadata.url());
                 let reporter = self.step_reporter(Phase::Kubeconfig, &what);
-                let address = retry(&self.config.retry, deadline, &what, &reporter, |_| {
-                    metadata.public_ipv4()
-                })
-                .await?;
+                let address = reporter
+                    .step(&self.config.retry, deadline)
+                    .retry(|_| metadata.public_ipv4())
+                    .await?;
                 tracing::info!(
                     "public address from the metadata service: {}",
                     address.url_host()
@@ -483,7 +478,7 @@ impl Job<'_> {
         tracing::info!("sending the kubeconfig to {}", self.api.url());
         let what = "delivering the kubeconfig to catalyst-api".to_string();
         let reporter = self.reporter(Phase::Kubeconfig, &what);
-        let delivery = retry(&self.config.retry, deadline, &what, &reporter, |_| async {
+        let delivery = reporter.step(&self.config.retry, deadline).retry(|_| async {
             let result = self.api.put_kubeconfig(&rewritten).await;
             if let Err(PutError::Status { status: 404, .. }) = &result {
                 tracing::error!(
@@ -540,18 +535,20 @@ impl Job<'_> {
         let host = address.url_host();
         let what = format!("checking that the API server's certificate is valid for {host}");
         let reporter = self.step_reporter(Phase::Kubeconfig, &what);
-        let checked = retry(&self.config.retry, deadline, &what, &reporter, |_| {
-            Check {
-                roots: cluster.ca().to_vec(),
-                address: address.clone(),
-                port: local.port(),
-                local,
-                fallback: self.config.sovereign_fqdn.clone(),
-                timeout: self.config.connect_timeout,
-            }
-            .run()
-        })
-        .await;
+        let checked = reporter
+            .step(&self.config.retry, deadline)
+            .retry(|_| {
+                Check {
+                    roots: cluster.ca().to_vec(),
+                    address: address.clone(),
+                    port: local.port(),
+                    local,
+                    fallback: self.config.sovereign_fqdn.clone(),
+                    timeout: self.config.connect_timeout,
+                }
+                .run()
+            })
+            .await;
         match checked {
             Ok(Passed::Address { via }) => {
                 record(
@@ -596,10 +593,10 @@ impl Job<'_> {
         let body = seed::secret_body(target).context("preparing the recovery seed")?;
         let what = format!("writing Secret {}/{}", target.namespace, target.name);
         let reporter = self.reporter(Phase::Seed, &what);
-        let outcome = retry(&self.config.retry, deadline, &what, &reporter, |_| {
-            seed::ensure(cluster, target, &body)
-        })
-        .await?;
+        let outcome = reporter
+            .step(&self.config.retry, deadline)
+            .retry(|_| seed::ensure(cluster, target, &body))
+            .await?;
         drop(body);
         let (event, text) = match outcome {
             SeedOutcome::Written => (
