@@ -66,7 +66,7 @@ impl Classify for PutError {
             } => match *status {
                 401 | 403 => Verdict::Permanent(Exit::Rejected),
                 422 => Verdict::Permanent(Exit::Data),
-                // A misrouted ingress heals; the caller logs it loudly.
+                // A misrouted ingress heals; `alarm` says it loudly.
                 404 => Verdict::Retry(Retry::default()),
                 408 | 425 | 429 | 500..=599 => Verdict::Retry(Retry {
                     after: *retry_after,
@@ -76,6 +76,15 @@ impl Classify for PutError {
                 _ => Verdict::Permanent(Exit::Protocol),
             },
         }
+    }
+
+    fn alarm(&self) -> Option<String> {
+        matches!(self, PutError::Status { status: 404, .. }).then(|| {
+            "catalyst-api does not know deployment (404 for the kubeconfig URL): check \
+             deployment_id and catalyst_api_url, or the ingress route; retrying in case the \
+             route is still being set up"
+                .to_string()
+        })
     }
 }
 
@@ -263,6 +272,9 @@ mod tests {
             verdict(404, "deployment not found"),
             Verdict::Retry(Retry::default())
         );
+        let alarm = classified(404, "").unwrap_err().alarm().unwrap();
+        assert!(alarm.contains("does not know deployment"), "{alarm}");
+        assert_eq!(classified(503, "").unwrap_err().alarm(), None);
         for code in [
             "kubeconfigs-dir-unconfigured",
             "kubeconfigs-dir-unwritable",

@@ -136,6 +136,12 @@ impl Verdict {
 /// Implemented by each boundary's error type: its one classification.
 pub(crate) trait Classify {
     fn verdict(&self) -> Verdict;
+
+    /// What an operator must hear at once about a failure that is retried
+    /// anyway (a 404 that may be a misrouted ingress or a wrong id).
+    fn alarm(&self) -> Option<String> {
+        None
+    }
 }
 
 /// True when the innermost I/O error of a chain is "connection refused".
@@ -172,6 +178,8 @@ pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
 /// Told about each attempt, to report it (STATUS=, journal, state file).
 pub(crate) trait Progress {
     fn attempt(&self, n: u32);
+    /// A retried failure needs attention now (see [`Classify::alarm`]).
+    fn alarm(&self, text: &str);
     /// Attempt `n` failed with `error`; the next starts after `next`.
     fn retrying(&self, n: u32, error: &str, next: Duration);
     /// Attempt `n` found what it waits for still going on (`status`); the
@@ -248,6 +256,9 @@ impl Step<'_> {
                 Verdict::Retry(hint) => (policy.delay_with(n, &hint, unit), false),
                 Verdict::Pending(next) => (next, true),
             };
+            if let Some(alarm) = err.alarm() {
+                span.in_scope(|| progress.alarm(&alarm));
+            }
             let text = Chain(&err).to_string();
             if Instant::now() + next > deadline {
                 return Err(anyhow!(
@@ -302,6 +313,9 @@ mod tests {
         fn verdict(&self) -> Verdict {
             self.0
         }
+        fn alarm(&self) -> Option<String> {
+            matches!(self.0, Verdict::Retry(Retry { after: Some(_), .. })).then(|| "loud".into())
+        }
     }
 
     #[derive(Default)]
@@ -309,6 +323,9 @@ mod tests {
     impl Progress for Log {
         fn attempt(&self, n: u32) {
             self.0.lock().unwrap().push(format!("attempt {n}"));
+        }
+        fn alarm(&self, text: &str) {
+            self.0.lock().unwrap().push(format!("alarm: {text}"));
         }
         fn retrying(&self, n: u32, error: &str, _next: Duration) {
             self.0.lock().unwrap().push(format!("retry {n}: {error}"));
@@ -603,6 +620,28 @@ mod tests {
                 "succeeded 3"
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alarming_failure_is_told_before_it_is_retried() {
+        let log = Log::default();
+        let far = Instant::now() + Duration::from_secs(60);
+        step(&fast(), far, "thing", &log)
+            .retry(|n| async move {
+                if n == 1 {
+                    Err(Fake(Verdict::Retry(Retry {
+                        after: Some(Duration::from_millis(1)),
+                        ..Retry::default()
+                    })))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap();
+        let log = log.0.lock().unwrap();
+        assert_eq!(log[1], "alarm: loud");
+        assert!(log[2].starts_with("retry 1: "), "{log:?}");
     }
 
     #[tokio::test]
