@@ -710,6 +710,36 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_shows_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Layer(String, #[source] Option<Box<Layer>>);
+        let inner = Layer("connection reset".into(), None);
+        let repeats = Layer(
+            "request failed: connection reset".into(),
+            Some(Box::new(inner)),
+        );
+        let outer = Layer("sending".into(), Some(Box::new(repeats)));
+        assert_eq!(
+            Chain(&outer).to_string(),
+            "sending: request failed: connection reset"
+        );
+    }
+
+    #[test]
+    fn most_failures_raise_no_alarm() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("quiet")]
+        struct Quiet;
+        impl Classify for Quiet {
+            fn verdict(&self) -> Verdict {
+                Verdict::Retry(Retry::default())
+            }
+        }
+        assert_eq!(Quiet.alarm(), None);
+    }
+
+    #[test]
     fn refused_is_found_through_the_chain() {
         #[derive(Debug, thiserror::Error)]
         #[error("outer")]
