@@ -363,6 +363,16 @@ mod tests {
     }
 
     #[test]
+    fn a_distribution_sized_ca_bundle_is_read_whole() {
+        // Debian's ca-certificates.crt is about 220 KB; leave room to grow.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, vec![b'A'; 1 << 20]).unwrap();
+        let (pem, _) = crate::file::read(&path, MAX_CA_BUNDLE).unwrap();
+        assert_eq!(pem.len(), 1 << 20);
+    }
+
+    #[test]
     fn retry_after_forms() {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, "7".parse().unwrap());

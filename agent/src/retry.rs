@@ -594,7 +594,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn retries_until_success() {
         let log = Log::default();
         let far = Instant::now() + Duration::from_secs(60);
@@ -656,13 +656,18 @@ mod tests {
         assert_eq!(*log.0.lock().unwrap(), vec!["attempt 1"]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn deadline_ends_retrying_with_the_last_error() {
         let log = Log::default();
         let soon = Instant::now() + Duration::from_millis(20);
-        let err = step(&fast(), soon, "reaching thing", &log)
-            .retry(|_| async { Err::<(), _>(Fake(Verdict::Retry(Retry::default()))) })
+        let policy = fast();
+        let step = step(&policy, soon, "reaching thing", &log);
+        let retrying =
+            step.retry(|_| async { Err::<(), _>(Fake(Verdict::Retry(Retry::default()))) });
+        // Well before this (paused) second, or it would retry forever.
+        let err = tokio::time::timeout(Duration::from_secs(1), retrying)
             .await
+            .expect("gives up at the deadline by itself")
             .unwrap_err();
         assert_eq!(Exit::of(&err), Exit::Deadline);
         let msg = format!("{err:#}");
