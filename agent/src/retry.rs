@@ -662,8 +662,11 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(20);
         let policy = fast();
         let step = step(&policy, soon, "reaching thing", &log);
-        let retrying =
-            step.retry(|_| async { Err::<(), _>(Fake(Verdict::Retry(Retry::default()))) });
+        let retrying = step.retry(|_| async {
+            // Each attempt takes a moment, so the clock moves whatever the delay.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Err::<(), _>(Fake(Verdict::Retry(Retry::default())))
+        });
         // Well before this (paused) second, or it would retry forever.
         let err = tokio::time::timeout(Duration::from_secs(1), retrying)
             .await
