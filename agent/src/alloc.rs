@@ -27,33 +27,67 @@ unsafe impl GlobalAlloc for WipingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` is a live block of `layout.size()` bytes that the
-        // caller gives up; zeroize's volatile writes cannot be optimised away
-        // as stores to memory about to be freed.
-        unsafe {
-            std::slice::from_raw_parts_mut(ptr, layout.size()).zeroize();
-            System.dealloc(ptr, layout);
-        }
+        // SAFETY: the caller's contract for `dealloc`, passed on unchanged.
+        unsafe { wipe_then_free(&System, ptr, layout) }
+    }
+}
+
+/// Wipes the block, then hands it back to `inner`.
+///
+/// # Safety
+/// `ptr` must be a live block of `layout` allocated by `inner`, which the
+/// caller gives up.
+unsafe fn wipe_then_free<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout) {
+    // SAFETY: `ptr` is a live block of `layout.size()` bytes that the caller
+    // gives up; zeroize's volatile writes cannot be optimised away as stores
+    // to memory about to be freed.
+    unsafe {
+        std::slice::from_raw_parts_mut(ptr, layout.size()).zeroize();
+        inner.dealloc(ptr, layout);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+
+    /// The system allocator, remembering what each block held when it was
+    /// handed back (read before it is freed, never after).
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<Vec<u8>>>);
+
+    // SAFETY: allocation is forwarded to `System` unchanged; `dealloc` only
+    // reads the live block before freeing it.
+    unsafe impl GlobalAlloc for Recording {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded unchanged.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` is still a live block of `layout.size()` bytes.
+            let held = unsafe { std::slice::from_raw_parts(ptr, layout.size()) }.to_vec();
+            self.0.lock().unwrap().push(held);
+            // SAFETY: forwarded unchanged.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
 
     #[test]
     fn freed_blocks_are_wiped() {
         let layout = Layout::from_size_align(64, 8).unwrap();
-        let a = WipingAllocator;
-        // SAFETY: a fresh block of `layout`, written, then freed once; the
-        // read after free is of memory glibc keeps mapped (a tcache chunk),
-        // whose first 16 bytes hold its free-list links.
+        let inner = Recording::default();
+        // SAFETY: a fresh block of `layout` from `inner`, written, then
+        // handed back once; nothing reads it afterwards.
         unsafe {
-            let p = a.alloc(layout);
+            let p = inner.alloc(layout);
+            assert!(!p.is_null());
             p.write_bytes(0xAB, 64);
-            a.dealloc(p, layout);
-            let tail = std::slice::from_raw_parts(p.add(16), 48);
-            assert!(tail.iter().all(|b| *b == 0), "{tail:?}");
+            wipe_then_free(&inner, p, layout);
         }
+        let handed_back = inner.0.into_inner().unwrap();
+        assert_eq!(handed_back, vec![vec![0u8; 64]]);
     }
 }

@@ -66,7 +66,7 @@ impl Classify for PutError {
             } => match *status {
                 401 | 403 => Verdict::Permanent(Exit::Rejected),
                 422 => Verdict::Permanent(Exit::Data),
-                // A misrouted ingress heals; the caller logs it loudly.
+                // A misrouted ingress heals; `alarm` says it loudly.
                 404 => Verdict::Retry(Retry::default()),
                 408 | 425 | 429 | 500..=599 => Verdict::Retry(Retry {
                     after: *retry_after,
@@ -76,6 +76,15 @@ impl Classify for PutError {
                 _ => Verdict::Permanent(Exit::Protocol),
             },
         }
+    }
+
+    fn alarm(&self) -> Option<String> {
+        matches!(self, PutError::Status { status: 404, .. }).then(|| {
+            "catalyst-api does not know deployment (404 for the kubeconfig URL): check \
+             deployment_id and catalyst_api_url, or the ingress route; retrying in case the \
+             route is still being set up"
+                .to_string()
+        })
     }
 }
 
@@ -263,6 +272,9 @@ mod tests {
             verdict(404, "deployment not found"),
             Verdict::Retry(Retry::default())
         );
+        let alarm = classified(404, "").unwrap_err().alarm().unwrap();
+        assert!(alarm.contains("does not know deployment"), "{alarm}");
+        assert_eq!(classified(503, "").unwrap_err().alarm(), None);
         for code in [
             "kubeconfigs-dir-unconfigured",
             "kubeconfigs-dir-unwritable",
@@ -316,6 +328,23 @@ mod tests {
     }
 
     #[test]
+    fn the_body_is_the_detail_only_when_it_names_no_error() {
+        let err = classified(503, r#"{"error":"write-failed"}"#).unwrap_err();
+        assert_eq!(err.to_string(), "catalyst-api answered 503 write-failed: ");
+        let err =
+            classified(503, r#"{"error":"write-failed","detail":{"disk":"full"}}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"catalyst-api answered 503 write-failed: {"disk":"full"}"#
+        );
+        let err = classified(503, "upstream down").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "catalyst-api answered 503 Service Unavailable: upstream down"
+        );
+    }
+
+    #[test]
     fn a_redirect_to_the_token_is_withheld_from_the_log() {
         let token = "ab".repeat(32);
         crate::untrusted::register(crate::untrusted::Alphabet::Hex, token.as_bytes());
@@ -331,6 +360,16 @@ mod tests {
             "{text}"
         );
         assert_eq!(err.verdict(), Verdict::Permanent(Exit::Protocol));
+    }
+
+    #[test]
+    fn a_distribution_sized_ca_bundle_is_read_whole() {
+        // Debian's ca-certificates.crt is about 220 KB; leave room to grow.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, vec![b'A'; 1 << 20]).unwrap();
+        let (pem, _) = crate::file::read(&path, MAX_CA_BUNDLE).unwrap();
+        assert_eq!(pem.len(), 1 << 20);
     }
 
     #[test]

@@ -12,7 +12,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -20,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, KubeError};
 use crate::exit::Exit;
-use crate::retry::{Progress, RetryPolicy, retry};
+use crate::retry::{Classify, Step, Verdict};
 use crate::untrusted::Untrusted;
 
 const NAMESPACE: &str = "kube-system";
@@ -35,7 +34,6 @@ pub(crate) struct Coordinator<'a> {
     pub(crate) node: &'a str,
     pub(crate) deployment_id: &'a str,
     pub(crate) duration: Duration,
-    pub(crate) policy: &'a RetryPolicy,
 }
 
 /// Another holder's `leaseDurationSeconds` counts as at most this many of
@@ -70,6 +68,37 @@ enum Round {
     },
     /// Someone else changed it between our read and our write: look again.
     Raced,
+}
+
+/// Why a look at the Lease, or a write to it, did not end the step.
+#[derive(Debug, thiserror::Error)]
+enum LeaseError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// Not a failure: another node holds it; look again after `poll`.
+    #[error(
+        "control-plane node {} holds Lease {NAMESPACE}/{NAME}; waiting for it to finish \
+         (or to stop renewing for {}s)",
+        holder.shown(),
+        duration.as_secs()
+    )]
+    Held {
+        holder: Untrusted,
+        duration: Duration,
+        poll: Duration,
+    },
+    #[error("the Lease was deleted before completion could be recorded")]
+    Deleted,
+}
+
+impl Classify for LeaseError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            LeaseError::Kube(e) => e.verdict(),
+            LeaseError::Held { poll, .. } => Verdict::Pending(*poll),
+            LeaseError::Deleted => Verdict::Permanent(Exit::Internal),
+        }
+    }
 }
 
 /// What a waiting node remembers between looks at the Lease.
@@ -116,37 +145,28 @@ fn decode(bytes: &[u8]) -> Result<Lease, KubeError> {
 
 impl Coordinator<'_> {
     /// Waits until this node holds the Lease or another node has recorded
-    /// that it did the work; `waiting` is told after each look that found
-    /// another node holding it.
-    pub(crate) async fn claim(
-        &self,
-        deadline: Instant,
-        progress: &dyn Progress,
-        waiting: impl Fn(&Untrusted, Duration),
-    ) -> anyhow::Result<Claim> {
+    /// that it did the work; each look that finds another node holding it
+    /// is a pending attempt of `step`.
+    pub(crate) async fn claim(&self, step: &Step<'_>) -> anyhow::Result<Claim> {
         let seen = Mutex::new(Seen::default());
-        let what = format!("claiming Lease {NAMESPACE}/{NAME}");
+        step.retry(|_| self.look(&seen)).await
+    }
+
+    /// One attempt: a look at the Lease, taken again at once when another
+    /// node changed it between our read and our write.
+    async fn look(&self, seen: &Mutex<Seen>) -> Result<Claim, LeaseError> {
         loop {
-            let round = retry(self.policy, deadline, &what, progress, |_| {
-                self.round(&seen)
-            })
-            .await?;
-            match round {
+            match self.round(seen).await? {
                 Round::Held(lease) => return Ok(Claim::Held(Box::new(Held(Mutex::new(*lease))))),
                 Round::DoneBy { node, at } => return Ok(Claim::DoneBy { node, at }),
-                Round::Raced => continue,
                 Round::Wait { holder, duration } => {
-                    waiting(&holder, duration);
-                    let poll = self.poll();
-                    if Instant::now() + poll > deadline {
-                        return Err(anyhow::anyhow!(
-                            "{what}: the deadline passed while node {} held it",
-                            holder.shown()
-                        ))
-                        .context(Exit::Deadline);
-                    }
-                    tokio::time::sleep(poll).await;
+                    return Err(LeaseError::Held {
+                        holder,
+                        duration,
+                        poll: self.poll(),
+                    });
                 }
+                Round::Raced => {}
             }
         }
     }
@@ -325,33 +345,28 @@ impl Coordinator<'_> {
 
     /// Records on the Lease that this node did the work, so the others
     /// finish instead of taking over.
-    pub(crate) async fn complete(
-        &self,
-        held: Box<Held>,
-        deadline: Instant,
-        progress: &dyn Progress,
-    ) -> anyhow::Result<()> {
-        let what = format!("recording completion on Lease {NAMESPACE}/{NAME}");
-        let mut lease = held.0.into_inner().unwrap_or_else(|e| e.into_inner());
+    pub(crate) async fn complete(&self, held: Box<Held>, step: &Step<'_>) -> anyhow::Result<()> {
+        step.retry(|_| self.record_completion(&held)).await
+    }
+
+    /// One attempt: the record written, reading the Lease again at once
+    /// when another write came between.
+    async fn record_completion(&self, held: &Held) -> Result<(), LeaseError> {
         loop {
+            let mut lease = held.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let annotations = lease.metadata.annotations.get_or_insert_default();
             annotations.insert(COMPLETED_BY.to_string(), self.node.to_string());
             annotations.insert(COMPLETED_AT.to_string(), crate::state::now());
             annotations.insert(DEPLOYMENT_ID.to_string(), self.deployment_id.to_string());
-            let written = retry(self.policy, deadline, &what, progress, |_| {
-                self.write(&lease)
-            })
-            .await?;
-            if written.is_some() {
+            if self.write(&lease).await?.is_some() {
                 return Ok(());
             }
-            let path = path();
-            let bytes = retry(self.policy, deadline, &what, progress, |_| {
-                self.cluster.get(&path)
-            })
-            .await?
-            .context("the Lease was deleted before completion could be recorded")?;
-            lease = decode(&bytes)?;
+            let bytes = self
+                .cluster
+                .get(&path())
+                .await?
+                .ok_or(LeaseError::Deleted)?;
+            *held.0.lock().unwrap_or_else(|e| e.into_inner()) = decode(&bytes)?;
         }
     }
 }

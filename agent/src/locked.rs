@@ -24,7 +24,6 @@ pub(crate) struct LockedBuf {
 // SAFETY: the mapping is owned exclusively by this value; there is no shared
 // interior mutability.
 unsafe impl Send for LockedBuf {}
-unsafe impl Sync for LockedBuf {}
 
 impl LockedBuf {
     /// Maps at least `capacity` bytes (rounded up to whole pages) and locks them.

@@ -66,11 +66,17 @@ impl RetryPolicy {
     }
 
     /// The delay before attempt `failed + 1`, after `failed` failures.
-    pub(crate) fn delay(&self, failed: u32, hint: &Retry) -> Duration {
+    #[cfg(test)]
+    fn delay(&self, failed: u32, hint: &Retry) -> Duration {
+        self.delay_with(failed, hint, random_unit)
+    }
+
+    /// [`RetryPolicy::delay`], its jitter drawn from `unit` (uniform in [0, 1)).
+    fn delay_with(&self, failed: u32, hint: &Retry, unit: impl FnOnce() -> f64) -> Duration {
         if let Some(after) = hint.after {
             // Honour the server, plus jitter upwards only.
             let after = after.min(self.max_retry_after);
-            return after + after.mul_f64(self.jitter * random_unit());
+            return after + after.mul_f64(self.jitter * unit());
         }
         let exp = self
             .multiplier
@@ -81,7 +87,7 @@ impl RetryPolicy {
             self.max
         };
         let base = self.initial.mul_f64(exp).min(cap);
-        let spread = 1.0 + self.jitter * (2.0 * random_unit() - 1.0);
+        let spread = 1.0 + self.jitter * (2.0 * unit() - 1.0);
         let delay = base.mul_f64(spread).min(cap);
         if hint.overloaded {
             delay.max(self.overloaded_min)
@@ -91,6 +97,7 @@ impl RetryPolicy {
     }
 }
 
+/// Uniform in [0, 1).
 fn random_unit() -> f64 {
     (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -111,6 +118,9 @@ pub(crate) enum Verdict {
     /// Retrying cannot help; the process ends with this kind.
     Permanent(Exit),
     Retry(Retry),
+    /// Not a failure: what is awaited is still going on (another node holds
+    /// the Lease); look again after exactly this long.
+    Pending(Duration),
 }
 
 impl Verdict {
@@ -128,6 +138,12 @@ impl Verdict {
 /// Implemented by each boundary's error type: its one classification.
 pub(crate) trait Classify {
     fn verdict(&self) -> Verdict;
+
+    /// What an operator must hear at once about a failure that is retried
+    /// anyway (a 404 that may be a misrouted ingress or a wrong id).
+    fn alarm(&self) -> Option<String> {
+        None
+    }
 }
 
 /// True when the innermost I/O error of a chain is "connection refused".
@@ -164,65 +180,105 @@ pub(crate) fn innermost(err: &(dyn StdError + 'static)) -> String {
 /// Told about each attempt, to report it (STATUS=, journal, state file).
 pub(crate) trait Progress {
     fn attempt(&self, n: u32);
+    /// A retried failure needs attention now (see [`Classify::alarm`]).
+    fn alarm(&self, text: &str);
+    /// Attempt `n` failed with `error`; the next starts after `next`.
     fn retrying(&self, n: u32, error: &str, next: Duration);
+    /// Attempt `n` found what it waits for still going on (`status`); the
+    /// next looks again after `next`.
+    fn pending(&self, n: u32, status: &str, next: Duration);
     /// Attempt `n` succeeded.
-    fn succeeded(&self, _n: u32) {}
+    fn succeeded(&self, n: u32);
 }
 
-/// Runs `op` until it succeeds, fails permanently, or the next try would
-/// start after `deadline`. Each attempt runs in its own span.
-pub(crate) async fn retry<T, E, F, Fut>(
-    policy: &RetryPolicy,
-    deadline: Instant,
-    what: &str,
-    progress: &dyn Progress,
-    mut op: F,
-) -> anyhow::Result<T>
-where
-    E: Classify + StdError + Send + Sync + 'static,
-    F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut n = 0;
-    let mut last: Option<String> = None;
-    loop {
-        n += 1;
-        progress.attempt(n);
-        let span = tracing::info_span!("attempt", catalyst_attempt = n);
-        // The deadline bounds each attempt too: a peer that drips its answer
-        // a byte at a time never trips a per-read timeout.
-        let err = match tokio::time::timeout_at(deadline, op(n).instrument(span.clone())).await {
-            Ok(Ok(value)) => {
-                progress.succeeded(n);
-                return Ok(value);
+/// One step of the job that may take several attempts: a request, or a wait
+/// for something expected to take time. Every retry and every poll of the
+/// agent goes through [`Step::retry`].
+pub(crate) struct Step<'a> {
+    /// What the step does, as its messages name it ("delivering the kubeconfig").
+    pub(crate) what: &'a str,
+    pub(crate) policy: &'a RetryPolicy,
+    /// No attempt starts, and none runs, past this.
+    pub(crate) deadline: Instant,
+    pub(crate) progress: &'a dyn Progress,
+}
+
+impl Step<'_> {
+    /// Runs `op` until it succeeds, fails permanently, or the next try would
+    /// start after the deadline. Each attempt runs in its own span.
+    pub(crate) async fn retry<T, E, F, Fut>(&self, op: F) -> anyhow::Result<T>
+    where
+        E: Classify + StdError + Send + Sync + 'static,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.retry_with(random_unit, op).await
+    }
+
+    /// [`Step::retry`], its jitter drawn from `unit`.
+    async fn retry_with<T, E, F, Fut>(&self, unit: fn() -> f64, mut op: F) -> anyhow::Result<T>
+    where
+        E: Classify + StdError + Send + Sync + 'static,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let Step {
+            what,
+            policy,
+            deadline,
+            progress,
+        } = *self;
+        let mut n = 0;
+        let mut last: Option<String> = None;
+        loop {
+            n += 1;
+            progress.attempt(n);
+            let span = tracing::info_span!("attempt", catalyst_attempt = n);
+            // The deadline bounds each attempt too: a peer that drips its
+            // answer a byte at a time never trips a per-read timeout.
+            let err = match tokio::time::timeout_at(deadline, op(n).instrument(span.clone())).await
+            {
+                Ok(Ok(value)) => {
+                    progress.succeeded(n);
+                    return Ok(value);
+                }
+                Ok(Err(err)) => err,
+                Err(_) => {
+                    let before = last.map(|l| format!(" (attempt {} failed: {l})", n - 1));
+                    return Err(anyhow!(
+                        "{what}: gave up after {n} attempts; last error: no complete answer \
+                         before the deadline{}",
+                        before.unwrap_or_default()
+                    ))
+                    .context(Exit::Deadline);
+                }
+            };
+            let (next, pending) = match err.verdict() {
+                Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
+                Verdict::Retry(hint) => (policy.delay_with(n, &hint, unit), false),
+                Verdict::Pending(next) => (next, true),
+            };
+            if let Some(alarm) = err.alarm() {
+                span.in_scope(|| progress.alarm(&alarm));
             }
-            Ok(Err(err)) => err,
-            Err(_) => {
-                let before = last.map(|l| format!(" (attempt {} failed: {l})", n - 1));
+            let text = Chain(&err).to_string();
+            if Instant::now() + next > deadline {
                 return Err(anyhow!(
-                    "{what}: gave up after {n} attempts; last error: no complete answer before \
-                     the deadline{}",
-                    before.unwrap_or_default()
+                    "{what}: gave up after {n} attempts; last error: {text}"
                 ))
                 .context(Exit::Deadline);
             }
-        };
-        let hint = match err.verdict() {
-            Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
-            Verdict::Retry(hint) => hint,
-        };
-        let next = policy.delay(n, &hint);
-        let text = Chain(&err).to_string();
-        if Instant::now() + next > deadline {
-            return Err(anyhow!(
-                "{what}: gave up after {n} attempts; last error: {text}"
-            ))
-            .context(Exit::Deadline);
+            // Inside the attempt's span, so the journal entry carries CATALYST_ATTEMPT.
+            span.in_scope(|| {
+                if pending {
+                    progress.pending(n, &text, next);
+                } else {
+                    progress.retrying(n, &text, next);
+                }
+            });
+            last = Some(text);
+            tokio::time::sleep(next).await;
         }
-        // Inside the attempt's span, so the journal entry carries CATALYST_ATTEMPT.
-        span.in_scope(|| progress.retrying(n, &text, next));
-        last = Some(text);
-        tokio::time::sleep(next).await;
     }
 }
 
@@ -259,6 +315,9 @@ mod tests {
         fn verdict(&self) -> Verdict {
             self.0
         }
+        fn alarm(&self) -> Option<String> {
+            matches!(self.0, Verdict::Retry(Retry { after: Some(_), .. })).then(|| "loud".into())
+        }
     }
 
     #[derive(Default)]
@@ -267,11 +326,34 @@ mod tests {
         fn attempt(&self, n: u32) {
             self.0.lock().unwrap().push(format!("attempt {n}"));
         }
+        fn alarm(&self, text: &str) {
+            self.0.lock().unwrap().push(format!("alarm: {text}"));
+        }
         fn retrying(&self, n: u32, error: &str, _next: Duration) {
             self.0.lock().unwrap().push(format!("retry {n}: {error}"));
         }
+        fn pending(&self, n: u32, status: &str, next: Duration) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("pending {n}: {status} ({next:?})"));
+        }
         fn succeeded(&self, n: u32) {
             self.0.lock().unwrap().push(format!("succeeded {n}"));
+        }
+    }
+
+    fn step<'a>(
+        policy: &'a RetryPolicy,
+        deadline: Instant,
+        what: &'a str,
+        log: &'a Log,
+    ) -> Step<'a> {
+        Step {
+            what,
+            policy,
+            deadline,
+            progress: log,
         }
     }
 
@@ -357,19 +439,177 @@ mod tests {
         assert!(d <= Duration::from_secs(360), "{d:?}");
     }
 
-    #[tokio::test]
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    fn close(a: Duration, b: Duration) -> bool {
+        a.abs_diff(b) < Duration::from_micros(1)
+    }
+
+    #[test]
+    fn delay_arithmetic_is_exact_for_a_given_draw() {
+        let p = RetryPolicy::default();
+        let plain = Retry::default();
+        // The middle draw spreads nothing: the bare exponential, capped.
+        for (failed, want) in [(0, 1.0), (1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0)] {
+            let d = p.delay_with(failed, &plain, || 0.5);
+            assert!(close(d, secs(want)), "{failed}: {d:?}");
+        }
+        // The extremes spread by the jitter either way, still under the cap.
+        assert!(close(p.delay_with(2, &plain, || 0.0), secs(1.6)));
+        assert!(close(p.delay_with(2, &plain, || 1.0), secs(2.4)));
+        assert!(close(p.delay_with(6, &plain, || 1.0), secs(38.4)));
+        assert!(close(p.delay_with(7, &plain, || 0.0), secs(48.0)));
+        assert!(close(p.delay_with(7, &plain, || 1.0), secs(60.0)));
+        // Far past the cap, without overflow.
+        assert!(close(p.delay_with(u32::MAX, &plain, || 0.5), secs(60.0)));
+    }
+
+    #[test]
+    fn hints_change_the_delay_exactly() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            ..RetryPolicy::default()
+        };
+        let refused = Retry {
+            refused: true,
+            ..Retry::default()
+        };
+        assert!(close(p.delay_with(1, &refused, || 0.5), secs(0.1)));
+        assert!(close(p.delay_with(3, &refused, || 0.5), secs(0.4)));
+        assert!(close(p.delay_with(3, &refused, || 1.0), secs(0.48)));
+        assert!(close(p.delay_with(4, &refused, || 0.5), secs(0.5)));
+        let overloaded = Retry {
+            overloaded: true,
+            ..Retry::default()
+        };
+        assert!(close(p.delay_with(1, &overloaded, || 0.5), secs(10.0)));
+        assert!(close(p.delay_with(9, &overloaded, || 0.5), secs(25.6)));
+        let after = |s| Retry {
+            after: Some(secs(s)),
+            ..overloaded
+        };
+        assert!(close(p.delay_with(1, &after(7.0), || 0.0), secs(7.0)));
+        assert!(close(p.delay_with(1, &after(7.0), || 0.5), secs(7.7)));
+        assert!(close(p.delay_with(1, &after(2.0), || 1.0), secs(2.4)));
+        assert!(close(p.delay_with(1, &after(1e6), || 0.0), secs(300.0)));
+    }
+
+    #[test]
+    fn the_local_poll_policy() {
+        assert_eq!(
+            RetryPolicy::local_poll(),
+            RetryPolicy {
+                initial: Duration::from_millis(25),
+                max: Duration::from_millis(50),
+                multiplier: 2.0,
+                jitter: 0.2,
+                max_retry_after: Duration::from_secs(300),
+                refused_max: Duration::from_millis(50),
+                overloaded_min: Duration::ZERO,
+            }
+        );
+    }
+
+    #[test]
+    fn random_draws_are_spread_over_the_unit_interval() {
+        let draws: Vec<f64> = (0..200).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)), "{draws:?}");
+        // 2^-200 odds of a false alarm for each.
+        assert!(draws.iter().any(|u| *u < 0.5), "{draws:?}");
+        assert!(draws.iter().any(|u| *u >= 0.5), "{draws:?}");
+    }
+
+    fn exact() -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Fails once, then succeeds.
+    async fn second_try(n: u32) -> Result<u32, Fake> {
+        if n == 1 {
+            Err(Fake(Verdict::Retry(Retry::default())))
+        } else {
+            Ok(n)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_that_starts_exactly_at_the_deadline_runs() {
+        let log = Log::default();
+        let policy = exact();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let got = step(&policy, deadline, "thing", &log)
+            .retry_with(|| 0.5, second_try)
+            .await
+            .unwrap();
+        assert_eq!(got, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_that_would_start_after_the_deadline_does_not() {
+        let log = Log::default();
+        let policy = exact();
+        let deadline = Instant::now() + Duration::from_millis(9);
+        let err = step(&policy, deadline, "thing", &log)
+            .retry_with(|| 0.5, second_try)
+            .await
+            .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::Deadline);
+        assert!(
+            format!("{err:#}").contains("thing: gave up after 1 attempts; last error: fake"),
+            "{err:#}"
+        );
+        assert_eq!(*log.0.lock().unwrap(), vec!["attempt 1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_looks_again_after_exactly_its_interval() {
+        let log = Log::default();
+        let policy = exact();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        let got = step(&policy, deadline, "thing", &log)
+            .retry(|n| async move {
+                if n < 3 {
+                    Err(Fake(Verdict::Pending(Duration::from_secs(2))))
+                } else {
+                    Ok(Instant::now() - started)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, Duration::from_secs(4));
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            vec![
+                "attempt 1",
+                "pending 1: fake: Pending(2s) (2s)",
+                "attempt 2",
+                "pending 2: fake: Pending(2s) (2s)",
+                "attempt 3",
+                "succeeded 3"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn retries_until_success() {
         let log = Log::default();
         let far = Instant::now() + Duration::from_secs(60);
-        let got = retry(&fast(), far, "thing", &log, |n| async move {
-            if n < 3 {
-                Err(Fake(Verdict::Retry(Retry::default())))
-            } else {
-                Ok(n)
-            }
-        })
-        .await
-        .unwrap();
+        let got = step(&fast(), far, "thing", &log)
+            .retry(|n| async move {
+                if n < 3 {
+                    Err(Fake(Verdict::Retry(Retry::default())))
+                } else {
+                    Ok(n)
+                }
+            })
+            .await
+            .unwrap();
         assert_eq!(got, 3);
         assert_eq!(
             *log.0.lock().unwrap(),
@@ -384,28 +624,56 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_alarming_failure_is_told_before_it_is_retried() {
+        let log = Log::default();
+        let far = Instant::now() + Duration::from_secs(60);
+        step(&fast(), far, "thing", &log)
+            .retry(|n| async move {
+                if n == 1 {
+                    Err(Fake(Verdict::Retry(Retry {
+                        after: Some(Duration::from_millis(1)),
+                        ..Retry::default()
+                    })))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap();
+        let log = log.0.lock().unwrap();
+        assert_eq!(log[1], "alarm: loud");
+        assert!(log[2].starts_with("retry 1: "), "{log:?}");
+    }
+
     #[tokio::test]
     async fn permanent_failure_stops_at_once_with_its_kind() {
         let log = Log::default();
         let far = Instant::now() + Duration::from_secs(60);
-        let err = retry(&fast(), far, "thing", &log, |_| async {
-            Err::<(), _>(Fake(Verdict::Permanent(Exit::Rejected)))
-        })
-        .await
-        .unwrap_err();
+        let err = step(&fast(), far, "thing", &log)
+            .retry(|_| async { Err::<(), _>(Fake(Verdict::Permanent(Exit::Rejected))) })
+            .await
+            .unwrap_err();
         assert_eq!(Exit::of(&err), Exit::Rejected);
         assert_eq!(*log.0.lock().unwrap(), vec!["attempt 1"]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn deadline_ends_retrying_with_the_last_error() {
         let log = Log::default();
         let soon = Instant::now() + Duration::from_millis(20);
-        let err = retry(&fast(), soon, "reaching thing", &log, |_| async {
+        let policy = fast();
+        let step = step(&policy, soon, "reaching thing", &log);
+        let retrying = step.retry(|_| async {
+            // Each attempt takes a moment, so the clock moves whatever the delay.
+            tokio::time::sleep(Duration::from_millis(1)).await;
             Err::<(), _>(Fake(Verdict::Retry(Retry::default())))
-        })
-        .await
-        .unwrap_err();
+        });
+        // Well before this (paused) second, or it would retry forever.
+        let err = tokio::time::timeout(Duration::from_secs(1), retrying)
+            .await
+            .expect("gives up at the deadline by itself")
+            .unwrap_err();
         assert_eq!(Exit::of(&err), Exit::Deadline);
         let msg = format!("{err:#}");
         assert!(
@@ -419,14 +687,15 @@ mod tests {
         let log = Log::default();
         let soon = Instant::now() + Duration::from_millis(100);
         let started = Instant::now();
-        let err = retry(&fast(), soon, "reaching thing", &log, |n| async move {
-            if n == 1 {
-                return Err(Fake(Verdict::Retry(Retry::default())));
-            }
-            std::future::pending::<Result<(), Fake>>().await
-        })
-        .await
-        .unwrap_err();
+        let err = step(&fast(), soon, "reaching thing", &log)
+            .retry(|n| async move {
+                if n == 1 {
+                    return Err(Fake(Verdict::Retry(Retry::default())));
+                }
+                std::future::pending::<Result<(), Fake>>().await
+            })
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(Exit::of(&err), Exit::Deadline);
         let msg = format!("{err:#}");
@@ -448,6 +717,36 @@ mod tests {
             innermost(&err),
             "peer closed connection without sending TLS close_notify"
         );
+    }
+
+    #[test]
+    fn a_chain_shows_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Layer(String, #[source] Option<Box<Layer>>);
+        let inner = Layer("connection reset".into(), None);
+        let repeats = Layer(
+            "request failed: connection reset".into(),
+            Some(Box::new(inner)),
+        );
+        let outer = Layer("sending".into(), Some(Box::new(repeats)));
+        assert_eq!(
+            Chain(&outer).to_string(),
+            "sending: request failed: connection reset"
+        );
+    }
+
+    #[test]
+    fn most_failures_raise_no_alarm() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("quiet")]
+        struct Quiet;
+        impl Classify for Quiet {
+            fn verdict(&self) -> Verdict {
+                Verdict::Retry(Retry::default())
+            }
+        }
+        assert_eq!(Quiet.alarm(), None);
     }
 
     #[test]

@@ -162,8 +162,8 @@ fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> Option<(i32, Vec<u8>)> {
     for c in msg.cmsgs().ok()? {
         match c {
             ControlMessageOwned::ScmCredentials(cred) => pid = cred.pid(),
-            // SAFETY: the kernel just installed this descriptor for us.
             ControlMessageOwned::ScmRights(fds) => {
+                // SAFETY: the kernel just installed this descriptor for us.
                 memfd = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
             }
             _ => {}

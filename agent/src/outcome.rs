@@ -1,0 +1,292 @@
+//! What each phase, and each step within one, ended with, and how it reads:
+//! its journal lines and, for a phase, its detail in state.json and STATUS=.
+//! Outside text reaches these texts only through `Untrusted::shown`.
+
+use std::net::SocketAddr;
+
+use crate::api::Delivery;
+use crate::cluster::Cluster;
+use crate::config::{PublicAddress, SeedTarget};
+use crate::journal::Event;
+use crate::kubeconfig::Rewritten;
+use crate::lease::{self, Held};
+use crate::report::{Ended, Line, Told};
+use crate::seed::{Ownership, SeedOutcome};
+use crate::untrusted::Untrusted;
+
+/// The wait phase: the kubeconfig is there and its API server is ready.
+pub(crate) struct Ready {
+    pub(crate) kubeconfig: kube::config::Kubeconfig,
+    pub(crate) cluster: Cluster,
+    pub(crate) server: String,
+}
+
+impl Told for Ready {
+    fn lines(&self) -> Vec<Line> {
+        Vec::new()
+    }
+}
+
+impl Ended for Ready {
+    fn detail(&self) -> String {
+        format!("API server at {} is ready", self.server)
+    }
+}
+
+/// The Lease phase.
+pub(crate) enum Claimed {
+    /// This node (`node`) holds the Lease and does the work.
+    Held { node: String, held: Box<Held> },
+    /// Another node recorded on the Lease that it did the work.
+    DoneBy { node: Untrusted, at: Untrusted },
+}
+
+impl Claimed {
+    /// What the kubeconfig and seed phases record when another node did them.
+    pub(crate) fn done_elsewhere(node: &Untrusted) -> String {
+        format!("done by control-plane node {}", node.shown())
+    }
+}
+
+impl Told for Claimed {
+    fn lines(&self) -> Vec<Line> {
+        let event = match self {
+            Claimed::Held { .. } => Event::LeaseHeld,
+            Claimed::DoneBy { .. } => Event::PeerCompleted,
+        };
+        vec![Line::Event(event, self.detail())]
+    }
+}
+
+impl Ended for Claimed {
+    fn detail(&self) -> String {
+        match self {
+            Claimed::Held { node, .. } => format!(
+                "node {node} holds Lease kube-system/{} and does the work",
+                lease::NAME
+            ),
+            Claimed::DoneBy { node, at } => format!(
+                "control-plane node {} did the work (recorded on Lease kube-system/{} at {}); \
+                 nothing left to do on this node",
+                node.shown(),
+                lease::NAME,
+                at.shown()
+            ),
+        }
+    }
+}
+
+/// Where the kubeconfig will point.
+pub(crate) enum Address {
+    Configured(PublicAddress),
+    /// Asked of the metadata service.
+    Discovered(PublicAddress),
+}
+
+impl Address {
+    pub(crate) fn get(&self) -> &PublicAddress {
+        match self {
+            Address::Configured(a) | Address::Discovered(a) => a,
+        }
+    }
+}
+
+impl Told for Address {
+    fn lines(&self) -> Vec<Line> {
+        match self {
+            Address::Configured(_) => Vec::new(),
+            Address::Discovered(a) => vec![Line::Info(format!(
+                "public address from the metadata service: {}",
+                a.url_host()
+            ))],
+        }
+    }
+}
+
+/// The check that the kubeconfig will verify at the public address.
+pub(crate) enum Checked {
+    /// The API server is not on a loopback address: the kubeconfig keeps it.
+    NotLoopback { server: String },
+    /// The certificate is valid for the address.
+    Passed { via: SocketAddr, host: String },
+    /// Valid only for `name`, which the kubeconfig gets as `tls-server-name`.
+    Fallback {
+        via: SocketAddr,
+        host: String,
+        name: String,
+    },
+    /// Not valid, sent anyway (`preflight: warn`); `error` says why.
+    Ignored { error: String },
+}
+
+impl Checked {
+    /// The name clients verify the certificate against, when not the address.
+    pub(crate) fn server_name(&self) -> Option<&str> {
+        match self {
+            Checked::Fallback { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl Told for Checked {
+    fn lines(&self) -> Vec<Line> {
+        vec![match self {
+            Checked::NotLoopback { server } => Line::Info(format!(
+                "the API server {server} is not a loopback address, so the kubeconfig keeps it; \
+                 no certificate check"
+            )),
+            Checked::Passed { via, host } => Line::Event(
+                Event::PreflightPassed,
+                format!(
+                    "preflight: the API server's certificate (checked at {via}) is valid for {host}"
+                ),
+            ),
+            Checked::Fallback { via, host, name } => Line::Event(
+                Event::PreflightFallback,
+                format!(
+                    "preflight: the API server's certificate (checked at {via}) is not valid for \
+                     {host} but is for {name}; the kubeconfig gets tls-server-name: {name} \
+                     (add --tls-san={host} to k3s to make the address itself verify)"
+                ),
+            ),
+            Checked::Ignored { error } => Line::Event(
+                Event::PreflightIgnored,
+                format!(
+                    "preflight: {error}; sending the kubeconfig anyway because of `preflight: warn`"
+                ),
+            ),
+        }]
+    }
+}
+
+/// The kubeconfig about to be sent, and where to.
+pub(crate) struct Sending<'a> {
+    pub(crate) rewritten: &'a Rewritten,
+    pub(crate) to: &'a reqwest::Url,
+}
+
+impl Told for Sending<'_> {
+    fn lines(&self) -> Vec<Line> {
+        let mut lines: Vec<Line> = self
+            .rewritten
+            .rewrites
+            .iter()
+            .map(|r| {
+                Line::Info(format!(
+                    "cluster {:?}: server {} rewritten to {}",
+                    r.cluster, r.from, r.to
+                ))
+            })
+            .collect();
+        if lines.is_empty() {
+            lines.push(Line::Warn(
+                "no cluster in the kubeconfig points at a loopback address; sending it unchanged"
+                    .into(),
+            ));
+        }
+        lines.push(Line::Info(format!("sending the kubeconfig to {}", self.to)));
+        lines
+    }
+}
+
+/// The kubeconfig phase.
+pub(crate) struct Delivered(pub(crate) Delivery);
+
+impl Told for Delivered {
+    fn lines(&self) -> Vec<Line> {
+        vec![match self.0 {
+            Delivery::Captured => Line::Event(
+                Event::KubeconfigDelivered,
+                "kubeconfig delivered to catalyst-api (204)".into(),
+            ),
+            Delivery::AlreadyCaptured => Line::Event(
+                Event::KubeconfigAlreadyCaptured,
+                "catalyst-api already has this deployment's kubeconfig (403 already-set): an \
+                 earlier attempt delivered it; counting it as delivered"
+                    .into(),
+            ),
+        }]
+    }
+}
+
+impl Ended for Delivered {
+    fn detail(&self) -> String {
+        match self.0 {
+            Delivery::Captured => "delivered",
+            Delivery::AlreadyCaptured => "already captured by an earlier attempt",
+        }
+        .to_string()
+    }
+}
+
+/// The seed phase.
+pub(crate) struct Seeded<'a> {
+    pub(crate) outcome: SeedOutcome,
+    pub(crate) target: &'a SeedTarget,
+}
+
+impl Seeded<'_> {
+    fn release(&self) -> String {
+        self.target
+            .helm_release
+            .as_ref()
+            .map(|r| format!("{}/{}", r.name, r.namespace))
+            .unwrap_or_default()
+    }
+}
+
+impl Told for Seeded<'_> {
+    fn lines(&self) -> Vec<Line> {
+        let t = self.target;
+        let mut lines = Vec::new();
+        if let SeedOutcome::Kept(Ownership::Foreign(owner)) = &self.outcome {
+            lines.push(Line::Warn(format!(
+                "Secret {}/{} names {owner} as its owner: Helm will refuse to install release \
+                 {} over it until someone decides which release owns it (or sets \
+                 `seed.helm_release`); not taking it over",
+                t.namespace,
+                t.name,
+                self.release()
+            )));
+        }
+        let event = match self.outcome {
+            SeedOutcome::Written => Event::SeedWritten,
+            SeedOutcome::Kept(_) => Event::SeedKept,
+            SeedOutcome::Skipped => Event::SeedSkipped,
+        };
+        lines.push(Line::Event(event, self.detail()));
+        lines
+    }
+}
+
+impl Ended for Seeded<'_> {
+    fn detail(&self) -> String {
+        let t = self.target;
+        match &self.outcome {
+            SeedOutcome::Written => {
+                format!("recovery seed written to Secret {}/{}", t.namespace, t.name)
+            }
+            SeedOutcome::Kept(ownership) => {
+                let kept = format!(
+                    "Secret {}/{} already holds a seed; kept it unchanged",
+                    t.namespace, t.name
+                );
+                let release = self.release();
+                match ownership {
+                    Ownership::Unchanged => kept,
+                    Ownership::Added => {
+                        format!("{kept}; added Helm ownership metadata for release {release}")
+                    }
+                    Ownership::Foreign(owner) => format!(
+                        "{kept}; left its ownership alone (it belongs to {owner}, not {release})"
+                    ),
+                }
+            }
+            SeedOutcome::Skipped => format!(
+                "Secret {}/{} exists, so OpenBao is already initialised; no seed written",
+                t.namespace, t.marker
+            ),
+        }
+    }
+}
