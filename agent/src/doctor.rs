@@ -243,7 +243,12 @@ async fn address(config: &Config) -> (Result<PublicAddress, String>, Line) {
                     Ok(a.clone()),
                     ok(
                         "address",
-                        format!("{} from GET {} in {}", a.url_host(), metadata.url(), ms(took)),
+                        format!(
+                            "{} from GET {} in {}",
+                            a.url_host(),
+                            metadata.url(),
+                            ms(took)
+                        ),
                     ),
                 ),
                 Err(e) => (
@@ -283,7 +288,11 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
         None => {
             return [
                 rewrite,
-                fail("api-server", "not checked: no kubeconfig", "see `kubeconfig`"),
+                fail(
+                    "api-server",
+                    "not checked: no kubeconfig",
+                    "see `kubeconfig`",
+                ),
                 no_cluster("clock"),
                 address_line,
                 no_cluster("preflight"),
@@ -401,8 +410,11 @@ fn rewrite_line(kc: &Kubeconfig, address: &PublicAddress) -> Line {
             r.rewrites
                 .iter()
                 .map(|w| {
-                    Untrusted::new(format!("cluster {}: server {} -> {}", w.cluster, w.from, w.to))
-                        .shown()
+                    Untrusted::new(format!(
+                        "cluster {}: server {} -> {}",
+                        w.cluster, w.from, w.to
+                    ))
+                    .shown()
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
@@ -502,6 +514,9 @@ fn preflight_line(
             format!("{e}{names}"),
             format!("add --tls-san={host} to k3s (or set `sovereign_fqdn` to a name it has)"),
         ),
+        Err(e @ PreflightError::Unreachable { .. }) => {
+            fail("preflight", e.to_string(), "see `api-server`")
+        }
         Err(e @ PreflightError::Clock { .. }) => fail(
             "preflight",
             e.to_string(),
@@ -520,7 +535,9 @@ fn clock_line(date: Option<&str>, cert_not_valid_now: bool, api: Verdict) -> Lin
         .and_then(|d| jiff::fmt::rfc2822::parse(d).ok())
         .map(|z| jiff::Timestamp::now().as_second() - z.timestamp().as_second());
     let seen = match skew {
-        Some(s) if s.abs() < SKEW_OK => "this node's clock agrees with the API server's Date".into(),
+        Some(s) if s.abs() < SKEW_OK => {
+            "this node's clock agrees with the API server's Date".into()
+        }
         Some(s) if s > 0 => format!("this node's clock is {s}s ahead of the API server's Date"),
         Some(s) => format!("this node's clock is {}s behind the API server's Date", -s),
         None if api == Verdict::Fail => "not checked: the API server cannot be reached".into(),
@@ -544,7 +561,11 @@ fn clock_line(date: Option<&str>, cert_not_valid_now: bool, api: Verdict) -> Lin
             format!("{seen}; the certificates are valid at this node's time"),
         ),
         None if api == Verdict::Fail => fail("clock", seen, "see `api-server`"),
-        None => warn("clock", seen, "none needed; the certificate check still ran"),
+        None => warn(
+            "clock",
+            seen,
+            "none needed; the certificate check still ran",
+        ),
     }
 }
 
@@ -629,7 +650,10 @@ fn lease_line(config: &Config, got: Result<Option<bytes::Bytes>, String>) -> Lin
         Err(e) => {
             return fail(
                 "lease",
-                format!("{name} does not decode: {}", Untrusted::new(e.to_string()).shown()),
+                format!(
+                    "{name} does not decode: {}",
+                    Untrusted::new(e.to_string()).shown()
+                ),
                 "inspect it (`kubectl -n kube-system get lease catalyst-bootstrap -o yaml`)",
             );
         }
@@ -816,7 +840,11 @@ async fn catalyst_side(config: &Config) -> Vec<Line> {
                         "check the node's resolver (`resolvectl status`); at first boot DNS may \
                          take a few seconds",
                     ),
-                    fail("catalyst-api tcp", "not checked: no address", "see `catalyst-api dns`"),
+                    fail(
+                        "catalyst-api tcp",
+                        "not checked: no address",
+                        "see `catalyst-api dns`",
+                    ),
                 ];
             }
         };
@@ -825,14 +853,26 @@ async fn catalyst_side(config: &Config) -> Vec<Line> {
             .map(|a| a.ip().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let dns = if url.host().is_some_and(|h| !matches!(h, url::Host::Domain(_))) {
-            ok("catalyst-api dns", format!("{host} is an address: no lookup"))
+        let dns = if url
+            .host()
+            .is_some_and(|h| !matches!(h, url::Host::Domain(_)))
+        {
+            ok(
+                "catalyst-api dns",
+                format!("{host} is an address: no lookup"),
+            )
         } else {
-            ok("catalyst-api dns", format!("{host} -> {list} in {}", ms(took)))
+            ok(
+                "catalyst-api dns",
+                format!("{host} -> {list} in {}", ms(took)),
+            )
         };
         let (tcp, took) = timed(first_connect(addrs)).await;
         let tcp = match tcp {
-            Ok(addr) => ok("catalyst-api tcp", format!("connected to {addr} in {}", ms(took))),
+            Ok(addr) => ok(
+                "catalyst-api tcp",
+                format!("connected to {addr} in {}", ms(took)),
+            ),
             Err(e) => fail(
                 "catalyst-api tcp",
                 format!("{host}:{port}: {e}"),
@@ -942,7 +982,11 @@ async fn route(config: &Config) -> [Line; 2] {
         Err(e) => {
             return [
                 fail("catalyst-api tls", format!("{e:#}"), "fix `ca_bundle`"),
-                fail("catalyst-api route", "not checked", "see `catalyst-api tls`"),
+                fail(
+                    "catalyst-api route",
+                    "not checked",
+                    "see `catalyst-api tls`",
+                ),
             ];
         }
     };
@@ -950,8 +994,16 @@ async fn route(config: &Config) -> [Line; 2] {
         Ok(u) => u,
         Err(e) => {
             return [
-                fail("catalyst-api tls", format!("{e:#}"), "fix `catalyst_api_url`"),
-                fail("catalyst-api route", "not checked", "see `catalyst-api tls`"),
+                fail(
+                    "catalyst-api tls",
+                    format!("{e:#}"),
+                    "fix `catalyst_api_url`",
+                ),
+                fail(
+                    "catalyst-api route",
+                    "not checked",
+                    "see `catalyst-api tls`",
+                ),
             ];
         }
     };
@@ -964,24 +1016,28 @@ async fn route(config: &Config) -> [Line; 2] {
             .map_err(|e| innermost(&e))
     };
     let (answer, took) = timed(send).await;
-    let tls = |res: &Result<reqwest::Response, String>| match (config.catalyst_api_url.scheme(), res)
-    {
-        ("http", Ok(_)) => ok("catalyst-api tls", "none: plain http on loopback"),
-        (_, Ok(_)) => ok("catalyst-api tls", format!("verified with {trust}")),
-        (_, Err(e)) => fail(
-            "catalyst-api tls",
-            e.clone(),
-            format!(
-                "the connection or handshake failed: catalyst-api's certificate must verify \
+    let tls =
+        |res: &Result<reqwest::Response, String>| match (config.catalyst_api_url.scheme(), res) {
+            ("http", Ok(_)) => ok("catalyst-api tls", "none: plain http on loopback"),
+            (_, Ok(_)) => ok("catalyst-api tls", format!("verified with {trust}")),
+            (_, Err(e)) => fail(
+                "catalyst-api tls",
+                e.clone(),
+                format!(
+                    "the connection or handshake failed: catalyst-api's certificate must verify \
                  with {trust} for {}",
-                config.catalyst_api_url.host_str().unwrap_or_default()
+                    config.catalyst_api_url.host_str().unwrap_or_default()
+                ),
             ),
-        ),
-    };
+        };
     let tls = tls(&answer);
     let request = format!("OPTIONS {} (no Authorization, no body)", url.path());
     let route = match answer {
-        Err(_) => fail("catalyst-api route", "not checked", "see `catalyst-api tls`"),
+        Err(_) => fail(
+            "catalyst-api route",
+            "not checked",
+            "see `catalyst-api tls`",
+        ),
         Ok(res) => {
             let status = res.status();
             let code = status.as_u16();
@@ -1061,11 +1117,17 @@ mod tests {
                 .timestamp_to_rfc9110_string(&(now - jiff::SignedDuration::from_secs(secs)))
                 .unwrap()
         };
-        assert_eq!(clock_line(Some(&date(0)), false, Verdict::Ok).result, Verdict::Ok);
+        assert_eq!(
+            clock_line(Some(&date(0)), false, Verdict::Ok).result,
+            Verdict::Ok
+        );
         let ahead = clock_line(Some(&date(120)), false, Verdict::Ok);
         assert_eq!(ahead.result, Verdict::Warn);
         assert!(ahead.seen.contains("ahead"), "{}", ahead.seen);
-        assert_eq!(clock_line(Some(&date(0)), true, Verdict::Ok).result, Verdict::Fail);
+        assert_eq!(
+            clock_line(Some(&date(0)), true, Verdict::Ok).result,
+            Verdict::Fail
+        );
         assert_eq!(clock_line(None, false, Verdict::Fail).result, Verdict::Fail);
     }
 }

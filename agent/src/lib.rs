@@ -91,11 +91,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             print!("{}", config::render(&config, token.source()));
             Ok(0)
         }
-        Some(Command::Doctor { json }) => Ok(runtime.block_on(doctor::run(
-            cli.config.as_deref(),
-            cli.overrides(),
-            json,
-        ))),
+        Some(Command::Doctor { json }) => {
+            Ok(runtime.block_on(doctor::run(cli.config.as_deref(), cli.overrides(), json)))
+        }
     }
 }
 

@@ -39,7 +39,10 @@ async fn doctor(sb: &Sandbox, name: &str) -> Finished {
     let started = Instant::now();
     let out = sb.spawn(&["doctor"]).finish().await;
     let took = started.elapsed();
-    println!("--- doctor, {name} (exit {:?}, {took:?}):\n{}", out.code, out.stdout);
+    println!(
+        "--- doctor, {name} (exit {:?}, {took:?}):\n{}",
+        out.code, out.stdout
+    );
     assert!(
         took < Duration::from_secs(15),
         "doctor must answer within seconds, took {took:?}"
@@ -78,7 +81,10 @@ fn assert_side_effect_free(sb: &Sandbox) {
         .filter(|r| r.method != Method::GET)
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    assert!(writes.is_empty(), "doctor wrote to the API server: {writes:?}");
+    assert!(
+        writes.is_empty(),
+        "doctor wrote to the API server: {writes:?}"
+    );
     for r in sb.catalyst.requests() {
         assert_eq!(r.method, "OPTIONS", "{} {}", r.method, r.path);
         assert_eq!(r.authorization, None, "doctor sent an Authorization header");
@@ -107,7 +113,12 @@ async fn healthy_every_line_ok_and_nothing_changes() {
     for (l, check) in lines.iter().zip(CHECKS) {
         assert!(l.starts_with(&format!("ok    {check}: ")), "{l}");
     }
-    assert!(lines.last().unwrap().starts_with(&format!("{} ok, 0 warn, 0 fail", CHECKS.len())));
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with(&format!("{} ok, 0 warn, 0 fail", CHECKS.len()))
+    );
     expect(&out, "credential", "ok", "present and well-formed");
     assert!(!out.stdout.contains(&sb.token));
     expect(&out, "rewrite", "ok", "https://127.0.0.1:");
@@ -116,10 +127,20 @@ async fn healthy_every_line_ok_and_nothing_changes() {
     expect(&out, "api-server", "ok", "version v1.31");
     expect(&out, "clock", "ok", "agrees");
     expect(&out, "preflight", "ok", "valid for 203.0.113.10");
-    expect(&out, "preflight", "ok", "the certificate names localhost, 127.0.0.1");
+    expect(
+        &out,
+        "preflight",
+        "ok",
+        "the certificate names localhost, 127.0.0.1",
+    );
     expect(&out, "catalyst-api tls", "ok", "verified with ca_bundle");
     expect(&out, "catalyst-api route", "ok", "answered 405");
-    expect(&out, "catalyst-api route", "ok", "no Authorization, no body");
+    expect(
+        &out,
+        "catalyst-api route",
+        "ok",
+        "no Authorization, no body",
+    );
     expect(&out, "seed", "ok", "a run would create it");
     expect(&out, "lease", "ok", "does not exist");
     expect(&out, "state", "ok", "a run starts from the beginning");
@@ -131,7 +152,10 @@ async fn healthy_every_line_ok_and_nothing_changes() {
         asked[0].path,
         format!("/api/v1/deployments/{DEPLOYMENT_ID}/kubeconfig")
     );
-    assert!(!sb.api.requests().is_empty(), "it did look at the API server");
+    assert!(
+        !sb.api.requests().is_empty(),
+        "it did look at the API server"
+    );
     assert_no_state_dir(&sb);
     assert!(sb.api.object(LEASE).is_none(), "no Lease created");
     assert!(sb.seed_secret().is_none(), "no seed created");
@@ -142,7 +166,11 @@ async fn healthy_every_line_ok_and_nothing_changes() {
     let lines: Vec<Value> = serde_json::from_str(&json.stdout).expect("an array");
     let names: Vec<&str> = lines.iter().map(|l| l["check"].as_str().unwrap()).collect();
     assert_eq!(names, CHECKS);
-    assert!(lines.iter().all(|l| l["result"] == "ok" && l["fix"].is_null()));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["result"] == "ok" && l["fix"].is_null())
+    );
     assert_side_effect_free(&sb);
     assert_no_state_dir(&sb);
 }
@@ -163,7 +191,13 @@ async fn everything_down_answers_within_seconds() {
     expect(&out, "catalyst-api route", "fail", "not checked");
     expect(&out, "config", "ok", "");
     expect(&out, "credential", "ok", "");
-    assert!(out.stdout.lines().last().unwrap().contains("fail: a run would not succeed"));
+    assert!(
+        out.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .contains("fail: a run would not succeed")
+    );
     assert_no_state_dir(&sb);
 }
 
@@ -225,7 +259,12 @@ async fn certificate_without_the_public_address() {
     let out = doctor(&sb, "certificate lacks the public address").await;
     assert_eq!(out.code, Some(1));
     expect(&out, "preflight", "fail", "not valid for 203.0.113.10");
-    expect(&out, "preflight", "fail", "the certificate names localhost, 127.0.0.1");
+    expect(
+        &out,
+        "preflight",
+        "fail",
+        "the certificate names localhost, 127.0.0.1",
+    );
     expect(&out, "preflight", "fail", "--tls-san=203.0.113.10");
 }
 
@@ -249,7 +288,12 @@ async fn catalyst_api_with_a_certificate_the_configured_ca_does_not_sign() {
     assert_eq!(out.code, Some(1));
     expect(&out, "catalyst-api tcp", "ok", "connected");
     expect(&out, "catalyst-api tls", "fail", "");
-    expect(&out, "catalyst-api tls", "fail", "must verify with ca_bundle");
+    expect(
+        &out,
+        "catalyst-api tls",
+        "fail",
+        "must verify with ca_bundle",
+    );
     assert!(sb.catalyst.requests().is_empty(), "no request got through");
 }
 
@@ -277,17 +321,34 @@ async fn seed_already_present_is_kept_and_never_shown() {
     let sb = Sandbox::new();
     // base64 of 44 characters, as the contract's Secret holds it.
     let wire = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcQ==";
-    sb.api
-        .insert_secret("openbao", "openbao-recovery-seed", json!({"recovery-seed": wire}));
+    sb.api.insert_secret(
+        "openbao",
+        "openbao-recovery-seed",
+        json!({"recovery-seed": wire}),
+    );
     let out = doctor(&sb, "seed present").await;
     assert_eq!(out.code, Some(0));
     expect(&out, "seed", "ok", "holds a seed (value not shown)");
-    expect(&out, "seed", "ok", "adds Helm ownership metadata for release openbao/openbao");
+    expect(
+        &out,
+        "seed",
+        "ok",
+        "adds Helm ownership metadata for release openbao/openbao",
+    );
     assert!(!out.stdout.contains(wire));
 
-    sb.api.insert_secret("openbao", "openbao-init-marker", json!({"initialised-at": "eA=="}));
+    sb.api.insert_secret(
+        "openbao",
+        "openbao-init-marker",
+        json!({"initialised-at": "eA=="}),
+    );
     let out = doctor(&sb, "marker present").await;
-    expect(&out, "seed", "ok", "OpenBao is initialised; a run writes no seed");
+    expect(
+        &out,
+        "seed",
+        "ok",
+        "OpenBao is initialised; a run writes no seed",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +358,12 @@ async fn seed_secret_without_its_key_fails() {
         .insert_secret("openbao", "openbao-recovery-seed", json!({"other": "eA=="}));
     let out = doctor(&sb, "seed Secret without key").await;
     assert_eq!(out.code, Some(1));
-    expect(&out, "seed", "fail", "without a non-empty `recovery-seed` key");
+    expect(
+        &out,
+        "seed",
+        "fail",
+        "without a non-empty `recovery-seed` key",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,11 +383,17 @@ async fn lease_held_by_another_node_is_a_warning() {
     assert_eq!(out.code, Some(0), "a warning does not fail");
     expect(&out, "lease", "warn", "held by control-plane node node-b");
     expect(&out, "lease", "warn", "a run waits for it");
-    assert!(!out.stdout.contains('\u{1b}'), "the holder is shown escaped");
-    assert!(out.stdout.lines().last().unwrap().starts_with(&format!(
-        "{} ok, 1 warn, 0 fail",
-        CHECKS.len() - 1
-    )));
+    assert!(
+        !out.stdout.contains('\u{1b}'),
+        "the holder is shown escaped"
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("{} ok, 1 warn, 0 fail", CHECKS.len() - 1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,13 +415,21 @@ async fn after_a_run_everything_is_done() {
     assert_eq!(out.code, Some(0), "{}", out.stdout);
     expect(&out, "state", "ok", "the job is done; a run exits at once");
     expect(&out, "lease", "ok", "recorded completion at");
-    expect(&out, "seed", "ok", "holds a seed (value not shown): a run keeps it unchanged");
+    expect(
+        &out,
+        "seed",
+        "ok",
+        "holds a seed (value not shown): a run keeps it unchanged",
+    );
     sb.assert_no_leaks(&[&out.stdout, &out.stderr]);
     // Nothing new but GETs, the state directory as it was.
     let since = &sb.api.requests()[requests..];
     assert!(since.iter().all(|r| r.method == Method::GET), "{since:?}");
     assert_eq!(writes.take(), 0);
-    assert_eq!(std::fs::read(sb.state_dir().join("state.json")).unwrap(), state);
+    assert_eq!(
+        std::fs::read(sb.state_dir().join("state.json")).unwrap(),
+        state
+    );
     let after: Vec<String> = std::fs::read_dir(sb.state_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -357,7 +437,11 @@ async fn after_a_run_everything_is_done() {
     assert_eq!(before, after);
     assert_eq!(sb.seed_secret(), seed);
     assert_eq!(sb.api.object(LEASE), lease);
-    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1, "only the run's PUT");
+    assert_eq!(
+        sb.catalyst.store_count(DEPLOYMENT_ID),
+        1,
+        "only the run's PUT"
+    );
     let doctor_asked: Vec<_> = sb
         .catalyst
         .requests()
