@@ -90,40 +90,11 @@ impl Classify for PutError {
 
 impl CatalystApi {
     pub(crate) fn new(config: &Config, token: BearerToken) -> anyhow::Result<CatalystApi> {
-        let mut builder = http::builder(config.connect_timeout, config.read_timeout);
-        if let Some(path) = &config.ca_bundle {
-            let (pem, _) = crate::file::read(path, MAX_CA_BUNDLE)
-                .with_context(|| format!("ca_bundle {}", path.display()))
-                .context(Exit::Config)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .with_context(|| format!("ca_bundle {} holds no PEM certificate", path.display()))
-                .context(Exit::Config)?;
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some(proxy) = http::https_proxy(&config.catalyst_api_url).context(Exit::Config)? {
-            builder = builder.proxy(proxy);
-        }
-        let http = builder
-            .build()
-            .context("building the HTTPS client for catalyst-api")?;
-        let mut url = config.catalyst_api_url.clone();
-        url.path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("catalyst_api_url cannot be a base URL"))
-            .context(Exit::Config)?
-            .pop_if_empty()
-            .extend([
-                "api",
-                "v1",
-                "deployments",
-                &config.deployment_id,
-                "kubeconfig",
-            ]);
-        if let Some(region) = &config.region {
-            url.query_pairs_mut().append_pair("region", region);
-        }
-        Ok(CatalystApi { http, url, token })
+        Ok(CatalystApi {
+            http: client(config)?,
+            url: kubeconfig_url(config)?,
+            token,
+        })
     }
 
     pub(crate) fn url(&self) -> &reqwest::Url {
@@ -151,6 +122,50 @@ impl CatalystApi {
             .map_err(PutError::Transport)?;
         classify(status, &headers, &String::from_utf8_lossy(&text))
     }
+}
+
+/// The client every request to catalyst-api goes through: the configured
+/// trust (`ca_bundle`, else the system's), the proxy [`http::https_proxy`]
+/// chooses, no redirects. `doctor` uses the same one.
+pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    let mut builder = http::builder(config.connect_timeout, config.read_timeout);
+    if let Some(path) = &config.ca_bundle {
+        let (pem, _) = crate::file::read(path, MAX_CA_BUNDLE)
+            .with_context(|| format!("ca_bundle {}", path.display()))
+            .context(Exit::Config)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .with_context(|| format!("ca_bundle {} holds no PEM certificate", path.display()))
+            .context(Exit::Config)?;
+        builder = builder.tls_certs_only(certs);
+    }
+    if let Some(proxy) = http::https_proxy(&config.catalyst_api_url).context(Exit::Config)? {
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .build()
+        .context("building the HTTPS client for catalyst-api")
+}
+
+/// `{catalyst_api_url}/api/v1/deployments/{id}/kubeconfig[?region=]`.
+pub(crate) fn kubeconfig_url(config: &Config) -> anyhow::Result<reqwest::Url> {
+    let mut url = config.catalyst_api_url.clone();
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("catalyst_api_url cannot be a base URL"))
+        .context(Exit::Config)?
+        .pop_if_empty()
+        .extend([
+            "api",
+            "v1",
+            "deployments",
+            &config.deployment_id,
+            "kubeconfig",
+        ]);
+    if let Some(region) = &config.region {
+        url.query_pairs_mut().append_pair("region", region);
+    }
+    Ok(url)
 }
 
 /// The contract's response table, in one place.

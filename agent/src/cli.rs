@@ -58,6 +58,13 @@ pub enum Command {
     },
     /// Validate configuration and bearer credential; print the effective configuration.
     CheckConfig,
+    /// Check every dependency of the job without side effects (safe while
+    /// the service runs): exit 0 when nothing fails, 1 otherwise.
+    Doctor {
+        /// Print JSON: an array of {check, result, seen, fix}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {

@@ -202,6 +202,24 @@ impl Cluster {
         path: &str,
         body: Option<(&str, Bytes)>,
     ) -> Result<Bytes, KubeError> {
+        self.exchange(client, method, path, body)
+            .await
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// The answer's body and its `Date` header, for `doctor`'s clock check.
+    pub(crate) async fn get_dated(&self, path: &str) -> Result<(Bytes, Option<String>), KubeError> {
+        self.exchange(&self.probe, Method::GET, path, None).await
+    }
+
+    /// One request: the answer's body and `Date` header, or its error.
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<(Bytes, Option<String>), KubeError> {
         let transport = |error: reqwest::Error| KubeError::Transport {
             method: method.clone(),
             path: path.to_string(),
@@ -215,11 +233,16 @@ impl Cluster {
         }
         let mut res = req.send().await.map_err(transport)?;
         let status = res.status();
+        let date = res
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let bytes = http::read_capped(&mut res, MAX_RESPONSE)
             .await
             .map_err(transport)?;
         if status.is_success() {
-            return Ok(Bytes::from(bytes));
+            return Ok((Bytes::from(bytes), date));
         }
         let body: StatusBody = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(KubeError::Status {

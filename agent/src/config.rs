@@ -254,6 +254,10 @@ pub(crate) struct Config {
     pub(crate) retry: RetryPolicy,
     /// Each key's effective value as `check-config` shows it.
     shown: BTreeMap<&'static str, String>,
+    /// The files read, in the order they apply (later wins).
+    files: Vec<String>,
+    /// Which layer (file or flag) set each key that is not at its default.
+    origins: BTreeMap<String, String>,
 }
 
 /// Values given on the command line; they win over every file.
@@ -388,6 +392,8 @@ struct Layers {
     main: PathBuf,
     /// Each key's effective value as `check-config` shows it, filled by `build`.
     shown: RefCell<BTreeMap<&'static str, String>>,
+    /// The files read, in order.
+    files: Vec<String>,
 }
 
 /// How `check-config` shows a parsed value.
@@ -442,6 +448,7 @@ impl Layers {
             origin: BTreeMap::new(),
             main: main.to_path_buf(),
             shown: RefCell::default(),
+            files: Vec::new(),
         }
     }
 
@@ -450,6 +457,7 @@ impl Layers {
             .with_context(|| format!("configuration file {}", file.display()))?;
         let text = std::str::from_utf8(&bytes)
             .with_context(|| format!("configuration file {} is not UTF-8 text", file.display()))?;
+        self.files.push(file.display().to_string());
         self.add_text(text, &file.display().to_string())
     }
 
@@ -671,6 +679,8 @@ impl Layers {
             },
             retry,
             shown: self.shown.take(),
+            files: self.files.clone(),
+            origins: self.origin.clone(),
         };
         Ok(config)
     }
@@ -880,6 +890,33 @@ pub(crate) fn format_duration(d: Duration) -> String {
         }
     }
     format!("{ms}ms")
+}
+
+impl Config {
+    /// Which files were read and which layer set which keys, for `doctor`:
+    /// `a.yaml, b.yaml; set by b.yaml: x, y; by --region: region; the rest are defaults`.
+    pub(crate) fn layers(&self) -> String {
+        let mut by: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (key, origin) in &self.origins {
+            match by.iter_mut().find(|(o, _)| *o == origin.as_str()) {
+                Some((_, keys)) => keys.push(key),
+                None => by.push((origin, vec![key])),
+            }
+        }
+        // In the order the layers apply: files as read, then flags.
+        by.sort_by_key(|(origin, _)| {
+            self.files
+                .iter()
+                .position(|f| f == origin)
+                .unwrap_or(usize::MAX)
+        });
+        let mut out = format!("read {}", self.files.join(", "));
+        for (origin, keys) in by {
+            let _ = write!(out, "; {origin} set {}", keys.join(", "));
+        }
+        out.push_str("; the rest are defaults");
+        out
+    }
 }
 
 /// The effective configuration as check-config prints it: every declared

@@ -115,7 +115,7 @@ pub(crate) fn help() -> String {
         .map(|r| format!("{} {}", r.code, r.summary))
         .collect();
     format!(
-        "Exit codes: {}. status: 0 done, 1 failed, 3 not done yet, 4 state file unreadable (see status --help).",
+        "Exit codes: {}. status: 0 done, 1 failed, 3 not done yet, 4 state file unreadable (see status --help). doctor: 0 nothing fails, 1 something does.",
         codes.join(", ")
     )
 }

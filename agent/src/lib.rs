@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod cluster;
 mod config;
+mod doctor;
 mod exit;
 mod file;
 #[cfg(fuzzing)]
@@ -91,6 +92,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             )?;
             print!("{}", config::render(&config, token.source()));
             Ok(0)
+        }
+        Some(Command::Doctor { json }) => {
+            Ok(runtime.block_on(doctor::run(cli.config.as_deref(), cli.overrides(), json)))
         }
     }
 }

@@ -119,7 +119,24 @@ impl Check {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
-    fn blocking(&self) -> Result<Passed, PreflightError> {
+    /// The names the certificate presents (for `doctor`): one handshake on
+    /// the loopback endpoint verifying it for a name no certificate holds
+    /// (`.invalid`, RFC 6761), so the verifier reports the names it found.
+    pub(crate) async fn presented_names(self) -> Result<String, PreflightError> {
+        tokio::task::spawn_blocking(move || {
+            let config = self.client_config()?;
+            let name = ServerName::try_from("catalyst-bootstrap-doctor.invalid")
+                .expect("a valid DNS name");
+            match handshake(&config, name, self.local, self.timeout)? {
+                Handshake::WrongName(presented) => Ok(readable(&presented)),
+                Handshake::Verified => Ok("a name ending in .invalid (!)".to_string()),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    fn client_config(&self) -> Result<Arc<ClientConfig>, PreflightError> {
         let mut roots = RootCertStore::empty();
         let (_, unparsable) = roots.add_parsable_certificates(self.roots.iter().cloned());
         let provider = rustls::crypto::CryptoProvider::get_default()
@@ -133,12 +150,16 @@ impl Check {
             })?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let config = Arc::new(config);
         if unparsable > 0 {
             tracing::warn!(
                 "{unparsable} certificate(s) in certificate-authority-data could not be parsed"
             );
         }
+        Ok(Arc::new(config))
+    }
+
+    fn blocking(&self) -> Result<Passed, PreflightError> {
+        let config = self.client_config()?;
 
         let name = match &self.address {
             PublicAddress::Ip(ip) => ServerName::IpAddress((*ip).into()),

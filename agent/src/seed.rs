@@ -208,6 +208,50 @@ pub(crate) async fn ensure(
     }
 }
 
+/// What a run would do about the seed, as `doctor` reports it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// The marker exists: nothing (as [`SeedOutcome::Skipped`]).
+    Skip,
+    /// No seed Secret: create the namespace if absent, then the Secret.
+    Create,
+    /// A seed is there: keep it; its ownership as [`Ownership`] would become
+    /// (`Added` meaning: would be added).
+    Keep(Ownership),
+    /// The Secret exists without the key: a run fails (exit 65).
+    ExistsWithoutKey,
+}
+
+/// [`ensure`]'s decisions from GETs alone: nothing is created or patched.
+/// The Secret's value comes into memory as it does for `ensure` (borrowed,
+/// wiped when dropped) and goes nowhere.
+pub(crate) async fn plan(cluster: &Cluster, target: &SeedTarget) -> Result<Plan, KubeError> {
+    if cluster
+        .get(&secret_path(&target.namespace, &target.marker))
+        .await?
+        .is_some()
+    {
+        return Ok(Plan::Skip);
+    }
+    let Some(response) = cluster
+        .get(&secret_path(&target.namespace, &target.name))
+        .await?
+    else {
+        return Ok(Plan::Create);
+    };
+    let Some(existing) = view(&response, &target.key) else {
+        return Ok(Plan::ExistsWithoutKey);
+    };
+    let Some(release) = &target.helm_release else {
+        return Ok(Plan::Keep(Ownership::Unchanged));
+    };
+    Ok(Plan::Keep(match existing.ownership(release) {
+        Needs::Nothing => Ownership::Unchanged,
+        Needs::Patch => Ownership::Added,
+        Needs::LeaveAlone(owner) => Ownership::Foreign(owner),
+    }))
+}
+
 /// The merge patch that gives an existing Secret Helm's ownership metadata.
 /// It names the three keys and the resourceVersion just read, nothing else:
 /// a merge patch changes only the fields it names, so `data` (and every

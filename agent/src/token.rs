@@ -253,7 +253,12 @@ mod tests {
         );
         assert!(msg.contains("the job is done"), "{msg}");
 
-        let bad = write(dir.path(), "bad", format!("{}x", &GOOD[..63]).as_bytes(), 0o600);
+        let bad = write(
+            dir.path(),
+            "bad",
+            format!("{}x", &GOOD[..63]).as_bytes(),
+            0o600,
+        );
         let err = BearerToken::load_as_the_unit_would(None, &bad, false).unwrap_err();
         let msg = format!("{err:#}");
         assert!(

@@ -55,6 +55,8 @@ impl Step {
 
 #[derive(Debug, Clone)]
 pub struct Put {
+    /// Every request is recorded, whatever its method (`doctor` sends OPTIONS).
+    pub method: String,
     pub path: String,
     pub query: Option<String>,
     pub authorization: Option<String>,
@@ -202,6 +204,7 @@ impl FakeCatalystApi {
 async fn handle(state: &Mutex<State>, req: Request<Bytes>) -> Answer {
     let step = state.lock().unwrap().script.pop_front();
     let mut put = Put {
+        method: req.method().to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().map(str::to_string),
         authorization: req
@@ -300,6 +303,14 @@ fn contract(state: &Mutex<State>, req: &Request<Bytes>) -> Answer {
         .collect();
     let id = match (req.method().as_str(), parts.as_slice()) {
         ("PUT", ["api", "v1", "deployments", id, "kubeconfig"]) => id.to_string(),
+        // chi: the path is registered (for PUT), the method is not.
+        (_, ["api", "v1", "deployments", _, "kubeconfig"]) => {
+            let mut answer = respond(405, "text/plain; charset=utf-8", "");
+            if let Some(a) = answer.as_mut() {
+                a.headers_mut().insert("allow", "PUT".parse().unwrap());
+            }
+            return answer;
+        }
         _ => return respond(404, "text/plain; charset=utf-8", "404 page not found\n"),
     };
     let Some(dep) = state.deployments.get_mut(&id) else {
