@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod catalyst;
 pub mod container;
+pub mod faults;
 pub mod helm;
 pub mod http;
 pub mod journal;
