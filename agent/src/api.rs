@@ -7,9 +7,9 @@ use anyhow::Context;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 
+use crate::client;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::http;
 use crate::kubeconfig::Rewritten;
 use crate::retry::{Classify, Retry, Verdict, innermost};
 use crate::token::BearerToken;
@@ -117,7 +117,7 @@ impl CatalystApi {
             .map_err(PutError::Transport)?;
         let status = res.status();
         let headers = res.headers().clone();
-        let text = http::read_capped(&mut res, MAX_ERROR_BODY)
+        let text = client::read_capped(&mut res, MAX_ERROR_BODY)
             .await
             .map_err(PutError::Transport)?;
         classify(status, &headers, &String::from_utf8_lossy(&text))
@@ -125,10 +125,10 @@ impl CatalystApi {
 }
 
 /// The client every request to catalyst-api goes through: the configured
-/// trust (`ca_bundle`, else the system's), the proxy [`http::https_proxy`]
+/// trust (`ca_bundle`, else the system's), the proxy [`client::https_proxy`]
 /// chooses, no redirects. `doctor` uses the same one.
 pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    let mut builder = http::builder(config.connect_timeout, config.read_timeout);
+    let mut builder = client::builder(config.connect_timeout, config.read_timeout);
     if let Some(path) = &config.ca_bundle {
         let (pem, _) = crate::file::read(path, MAX_CA_BUNDLE)
             .with_context(|| format!("ca_bundle {}", path.display()))
@@ -140,7 +140,7 @@ pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
             .context(Exit::Config)?;
         builder = builder.tls_certs_only(certs);
     }
-    if let Some(proxy) = http::https_proxy(&config.catalyst_api_url).context(Exit::Config)? {
+    if let Some(proxy) = client::https_proxy(&config.catalyst_api_url).context(Exit::Config)? {
         builder = builder.proxy(proxy);
     }
     builder

@@ -15,8 +15,8 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::client;
 use crate::exit::Exit;
-use crate::http;
 use crate::retry::{Classify, Retry, Verdict, innermost};
 use crate::untrusted::Untrusted;
 
@@ -116,7 +116,7 @@ pub(crate) enum Created {
 
 impl Cluster {
     /// A client for the API server the kubeconfig's current context names.
-    pub(crate) async fn connect(
+    pub(crate) async fn from_kubeconfig(
         kubeconfig: &Kubeconfig,
         timeout: Duration,
     ) -> anyhow::Result<Cluster> {
@@ -143,7 +143,7 @@ impl Cluster {
         let identity = reqwest::Identity::from_pem(&identity_pem(&config.auth_info)?)
             .context("client-certificate-data and client-key-data do not form a usable identity")?;
         let builder = || {
-            http::builder(timeout, timeout)
+            client::builder(timeout, timeout)
                 .tls_certs_only(roots.clone())
                 .identity(identity.clone())
         };
@@ -238,7 +238,7 @@ impl Cluster {
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = http::read_capped(&mut res, MAX_RESPONSE)
+        let bytes = client::read_capped(&mut res, MAX_RESPONSE)
             .await
             .map_err(transport)?;
         if status.is_success() {

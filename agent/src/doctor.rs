@@ -24,7 +24,7 @@ use crate::seed::{self, Ownership, Plan};
 use crate::state::{self, Outcome, Phase, State};
 use crate::token::{self, BearerToken};
 use crate::untrusted::Untrusted;
-use crate::{api, http, kubeconfig, lease};
+use crate::{api, client, kubeconfig, lease};
 
 /// Per connection attempt.
 const CONNECT: Duration = Duration::from_secs(2);
@@ -276,7 +276,7 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
     };
     let connect = async {
         let kc = kc?;
-        Some(tokio::time::timeout(TOTAL, Cluster::connect(kc, CONNECT)).await)
+        Some(tokio::time::timeout(TOTAL, Cluster::from_kubeconfig(kc, CONNECT)).await)
     };
     let ((address, address_line), cluster) = tokio::join!(self::address(config), connect);
     let rewrite = match (kc, &address) {
@@ -921,7 +921,7 @@ fn proxy(url: &reqwest::Url) -> (Line, Option<String>) {
             None,
         );
     }
-    if let Err(e) = http::https_proxy(url) {
+    if let Err(e) = client::https_proxy(url) {
         return (
             fail(
                 "catalyst-api proxy",

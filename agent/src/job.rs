@@ -140,7 +140,7 @@ impl Job<'_> {
             .step(&poll, deadline)
             .retry(|_| async { kubeconfig::read(path) })
             .await?;
-        let cluster = Cluster::connect(&kubeconfig, self.config.connect_timeout).await?;
+        let cluster = Cluster::from_kubeconfig(&kubeconfig, self.config.connect_timeout).await?;
         let server = kubeconfig
             .clusters
             .iter()

@@ -4,6 +4,7 @@
 mod alloc;
 mod api;
 mod cli;
+mod client;
 mod cluster;
 mod config;
 mod doctor;
@@ -12,7 +13,6 @@ mod file;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
-mod http;
 mod job;
 mod journal;
 mod kubeconfig;

@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::client;
 use crate::config::PublicAddress;
 use crate::exit::Exit;
-use crate::http;
 use crate::retry::{Classify, Retry, Verdict, innermost};
 use crate::untrusted::Untrusted;
 
@@ -39,8 +39,8 @@ pub(crate) struct Metadata {
 
 impl Metadata {
     pub(crate) fn new(base: &reqwest::Url, timeout: Duration) -> anyhow::Result<Metadata> {
-        // Link-local: never through a proxy (`http::builder` uses none).
-        let http = http::builder(timeout, timeout).build()?;
+        // Link-local: never through a proxy (`client::builder` uses none).
+        let http = client::builder(timeout, timeout).build()?;
         let url = format!(
             "{}/hetzner/v1/metadata/public-ipv4",
             base.as_str().trim_end_matches('/')
@@ -62,7 +62,7 @@ impl Metadata {
         if !res.status().is_success() {
             return Err(MetadataError::Status(res.status().as_u16()));
         }
-        let body = http::read_capped(&mut res, 64)
+        let body = client::read_capped(&mut res, 64)
             .await
             .map_err(MetadataError::Transport)?;
         parse(&String::from_utf8_lossy(&body))
