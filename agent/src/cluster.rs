@@ -25,6 +25,7 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// A certificate or key file a kubeconfig names.
 const MAX_PEM: usize = 64 * 1024;
 
+#[derive(Clone)]
 pub(crate) struct Cluster {
     /// For objects: a fresh connection per request (see `build`).
     http: reqwest::Client,

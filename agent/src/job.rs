@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::api::CatalystApi;
 use crate::cluster::Cluster;
 use crate::config::{AddressSource, Config, Preflight, PublicAddress};
+use crate::events::Events;
 use crate::exit::Exit;
 use crate::kubeconfig;
 use crate::lease::{self, Claim, Coordinator};
@@ -28,6 +29,7 @@ pub(crate) struct Job<'a> {
     pub(crate) config: &'a Config,
     pub(crate) store: &'a Store,
     pub(crate) notifier: &'a Notifier,
+    pub(crate) events: &'a Events,
     pub(crate) api: CatalystApi,
 }
 
@@ -39,6 +41,8 @@ impl Job<'_> {
         let seed_done = state.seed.outcome == Outcome::Done;
 
         let ready = self.phase(Phase::Wait, self.wait(deadline)).await?;
+        // From here on, outcomes are Kubernetes Events too.
+        self.events.attach(ready.cluster.clone());
         let coordinator = Coordinator {
             cluster: &ready.cluster,
             node: &self.config.node_name,
@@ -101,6 +105,7 @@ impl Job<'_> {
         Teller {
             store: self.store,
             notifier: self.notifier,
+            events: self.events,
         }
     }
 

@@ -16,9 +16,12 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::untrusted::one_line;
 
-/// Declares `Event`, its `ALL` list, ids, levels and README's wording in one place.
+/// Declares `Event`, its `ALL` list, ids, levels, where it is told and
+/// README's wording in one place. `cluster` events are also posted as
+/// Kubernetes Events (see `events`), whose `reason` is the variant's name;
+/// `journal` ones are not outcomes, only progress.
 macro_rules! events {
-    ($($variant:ident = $id:literal, $level:ident, $doc:literal;)*) => {
+    ($($variant:ident = $id:literal, $level:ident, $told:ident, $doc:literal;)*) => {
         /// Events with a stable `MESSAGE_ID`. The ids never change once released.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub(crate) enum Event {
@@ -33,6 +36,19 @@ macro_rules! events {
                 match self {
                     $(Event::$variant => $id,)*
                 }
+            }
+
+            /// The Kubernetes Event's `reason`, for an outcome the cluster
+            /// is told of (`None` for progress, told only to the journal).
+            pub(crate) fn reason(self) -> Option<&'static str> {
+                match self {
+                    $(Event::$variant => told!($told, stringify!($variant)),)*
+                }
+            }
+
+            /// A problem (the Event's `type` is `Warning`), not news.
+            pub(crate) fn is_warning(self) -> bool {
+                self.level() != Level::INFO
             }
 
             fn level(self) -> Level {
@@ -52,26 +68,35 @@ macro_rules! events {
     };
 }
 
+macro_rules! told {
+    (cluster, $reason:expr) => {
+        Some($reason)
+    };
+    (journal, $reason:expr) => {
+        None
+    };
+}
+
 events! {
-    PhaseStarted = "df2c0d73ea9d4d8d94b400ba1d14cb22", INFO, "phase started";
-    PhaseDone = "992915457fad452db1adbf2b2fe8754c", INFO, "phase done";
-    PhaseFailed = "d64c18af8a19446cb59b9b0f03d7c84b", ERROR, "phase failed";
-    AttemptFailed = "47a37c7e14bf4ababafa0fa56453d7df", WARN, "attempt failed, retrying";
-    SeedWritten = "c4e83e47d0b2422da84b5910a325a4a5", INFO, "seed written";
-    SeedKept = "b41d16531de94e57aa2dc5c0c72a6221", INFO, "seed kept (a Secret was already there)";
-    SeedSkipped = "c3228eb551ff47308966a17f1cf58340", INFO, "seed skipped (OpenBao initialised)";
-    KubeconfigDelivered = "c0af651214a84c2aa716219b3091166e", INFO, "kubeconfig delivered";
-    KubeconfigAlreadyCaptured = "ca8c8dd7732b49659c792b2422db06b1", INFO, "kubeconfig already captured";
-    JobDone = "bb67bfad35d54f23989e2a36509a8f13", INFO, "job done";
-    Interrupted = "351db55ad6f440d4bd3aa39d756b8d3f", WARN, "interrupted";
-    PreflightPassed = "5569769074254d68b1abfd84230411b8", INFO, "preflight: certificate valid for the public address";
-    PreflightFallback = "2bf7d179714648cda3043d25099edf55", INFO, "preflight: kubeconfig sent with `tls-server-name`";
-    PreflightIgnored = "23aaec20ac8247a5b9da28edf88c3252", WARN, "preflight failed, sent anyway (`preflight: warn`)";
-    LeaseHeld = "af57a974042a4ff296c47d91a6c7fb1b", INFO, "this node holds the Lease";
-    PeerCompleted = "1fb5ef1b201e48b58b822ac5c42dab56", INFO, "another node did the work";
-    WaitStarted = "54d2090c9b6d4d1483f65fd54c80194e", INFO, "waiting started (kubeconfig file, `/readyz`, Lease held by another node)";
-    WaitProgress = "a6830ed5e96742eb8bb7926613c4c759", INFO, "still waiting (at most every 15 s)";
-    WaitDone = "7d5914bd0da94c7fa5462d7b731a4e0f", INFO, "waiting ended, with how long it took";
+    PhaseStarted = "df2c0d73ea9d4d8d94b400ba1d14cb22", INFO, journal, "phase started";
+    PhaseDone = "992915457fad452db1adbf2b2fe8754c", INFO, journal, "phase done";
+    PhaseFailed = "d64c18af8a19446cb59b9b0f03d7c84b", ERROR, cluster, "phase failed";
+    AttemptFailed = "47a37c7e14bf4ababafa0fa56453d7df", WARN, journal, "attempt failed, retrying";
+    SeedWritten = "c4e83e47d0b2422da84b5910a325a4a5", INFO, cluster, "seed written";
+    SeedKept = "b41d16531de94e57aa2dc5c0c72a6221", INFO, cluster, "seed kept (a Secret was already there)";
+    SeedSkipped = "c3228eb551ff47308966a17f1cf58340", INFO, cluster, "seed skipped (OpenBao initialised)";
+    KubeconfigDelivered = "c0af651214a84c2aa716219b3091166e", INFO, cluster, "kubeconfig delivered";
+    KubeconfigAlreadyCaptured = "ca8c8dd7732b49659c792b2422db06b1", INFO, cluster, "kubeconfig already captured";
+    JobDone = "bb67bfad35d54f23989e2a36509a8f13", INFO, cluster, "job done";
+    Interrupted = "351db55ad6f440d4bd3aa39d756b8d3f", WARN, cluster, "interrupted";
+    PreflightPassed = "5569769074254d68b1abfd84230411b8", INFO, cluster, "preflight: certificate valid for the public address";
+    PreflightFallback = "2bf7d179714648cda3043d25099edf55", INFO, cluster, "preflight: kubeconfig sent with `tls-server-name`";
+    PreflightIgnored = "23aaec20ac8247a5b9da28edf88c3252", WARN, cluster, "preflight failed, sent anyway (`preflight: warn`)";
+    LeaseHeld = "af57a974042a4ff296c47d91a6c7fb1b", INFO, cluster, "this node holds the Lease";
+    PeerCompleted = "1fb5ef1b201e48b58b822ac5c42dab56", INFO, cluster, "another node did the work";
+    WaitStarted = "54d2090c9b6d4d1483f65fd54c80194e", INFO, journal, "waiting started (kubeconfig file, `/readyz`, Lease held by another node)";
+    WaitProgress = "a6830ed5e96742eb8bb7926613c4c759", INFO, journal, "still waiting (at most every 15 s)";
+    WaitDone = "7d5914bd0da94c7fa5462d7b731a4e0f", INFO, journal, "waiting ended, with how long it took";
 }
 
 /// Logs `message` as `event`, inside whatever phase/attempt span is current.
@@ -421,10 +446,28 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_message_id() {
-        let mut table = String::from("| event | `MESSAGE_ID` |\n|---|---|\n");
+    fn every_outcome_has_a_camel_case_reason_and_progress_none() {
         for e in Event::ALL {
-            table += &format!("| {} | `{}` |\n", e.doc(), e.id());
+            match e.reason() {
+                Some(r) => {
+                    assert!(r.len() <= 128 && r.starts_with(|c: char| c.is_ascii_uppercase()));
+                    assert!(r.chars().all(|c| c.is_ascii_alphanumeric()), "{r}");
+                }
+                None => assert!(!e.is_warning() || *e == Event::AttemptFailed, "{e:?}"),
+            }
+        }
+        assert_eq!(Event::PeerCompleted.reason(), Some("PeerCompleted"));
+        assert_eq!(Event::WaitProgress.reason(), None);
+        assert!(Event::PhaseFailed.is_warning() && !Event::SeedWritten.is_warning());
+    }
+
+    #[test]
+    fn readme_lists_every_message_id() {
+        let mut table =
+            String::from("| event | `MESSAGE_ID` | Kubernetes Event `reason` |\n|---|---|---|\n");
+        for e in Event::ALL {
+            let reason = e.reason().map(|r| format!("`{r}`")).unwrap_or("—".into());
+            table += &format!("| {} | `{}` | {reason} |\n", e.doc(), e.id());
         }
         let readme = include_str!("../../README.md");
         assert!(

@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod config;
 mod doctor;
+mod events;
 mod exit;
 mod file;
 #[cfg(fuzzing)]
@@ -42,6 +43,7 @@ pub use exit::Exit;
 pub use journal::init as init_logging;
 
 use crate::api::CatalystApi;
+use crate::events::Events;
 use crate::journal::{Event, record};
 use crate::notify::Notifier;
 use crate::state::Store;
@@ -129,18 +131,24 @@ async fn run_job(cli: &Cli) -> anyhow::Result<()> {
     let token = BearerToken::load(config.token_file.as_deref())?;
     let store = Store::open(&config.state_dir, &config.deployment_id)?;
     let api = CatalystApi::new(&config, token)?;
+    let events = Events::new(&config.node_name);
     let job = job::Job {
         config: &config,
         store: &store,
         notifier: &notifier,
+        events: &events,
         api,
     };
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let name = tokio::select! {
-        result = job.run().instrument(span.clone()) => {
-            result?;
+    let ended = tokio::select! {
+        result = job.run().instrument(span.clone()) => Ok(result),
+        _ = term.recv() => Err("SIGTERM"),
+        _ = int.recv() => Err("SIGINT"),
+    };
+    let result = match ended {
+        Ok(result) => result.map(|()| {
             let state = store.snapshot();
             let text = format!(
                 "Done: kubeconfig {}; seed: {}",
@@ -148,15 +156,22 @@ async fn run_job(cli: &Cli) -> anyhow::Result<()> {
                 state.seed.detail.as_deref().unwrap_or("done")
             );
             span.in_scope(|| record(Event::JobDone, &text));
+            events.emit(Event::JobDone, None, &text);
             notifier.ready(&text);
-            return Ok(());
+        }),
+        Err(name) => {
+            let text = format!("Stopping on {name}; progress is saved and the next run resumes");
+            notifier.stopping(&text);
+            let saved = store.interrupt_running();
+            span.in_scope(|| record(Event::Interrupted, &text));
+            events.emit(Event::Interrupted, None, &text);
+            saved.and_then(|()| {
+                Err(anyhow::anyhow!("stopped by {name} before the job was done"))
+                    .context(Exit::Interrupted)
+            })
         }
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
     };
-    let text = format!("Stopping on {name}; progress is saved and the next run resumes");
-    notifier.stopping(&text);
-    store.interrupt_running()?;
-    span.in_scope(|| record(Event::Interrupted, &text));
-    Err(anyhow::anyhow!("stopped by {name} before the job was done")).context(Exit::Interrupted)
+    // The last outcome's Event is usually still queued: a brief chance.
+    events.flush(events::FLUSH).await;
+    result
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::events::Events;
 use crate::journal::{Event, record};
 use crate::notify::Notifier;
 use crate::retry::{Progress, RetryPolicy, Step};
@@ -31,18 +32,23 @@ pub(crate) trait Ended: Told {
     fn detail(&self) -> String;
 }
 
-/// Turns what the job does into journal lines, STATUS= and the state file.
+/// Turns what the job does into journal lines, STATUS= and the state file;
+/// outcomes also into Kubernetes Events, once there is an API server.
 #[derive(Clone, Copy)]
 pub(crate) struct Teller<'a> {
     pub(crate) store: &'a Store,
     pub(crate) notifier: &'a Notifier,
+    pub(crate) events: &'a Events,
 }
 
 impl<'a> Teller<'a> {
     pub(crate) fn tell(&self, what: &impl Told) {
         for line in what.lines() {
             match line {
-                Line::Event(event, text) => record(event, &text),
+                Line::Event(event, text) => {
+                    record(event, &text);
+                    self.events.emit(event, None, &text);
+                }
                 Line::Info(text) => tracing::info!("{text}"),
                 Line::Warn(text) => tracing::warn!("{text}"),
             }
@@ -98,10 +104,9 @@ impl<'a> Teller<'a> {
         });
         self.notifier
             .phase(phase.name(), format!("failed: {text}"), None);
-        record(
-            Event::PhaseFailed,
-            &format!("{} phase failed: {text}", phase.name()),
-        );
+        let text = format!("{} phase failed: {text}", phase.name());
+        record(Event::PhaseFailed, &text);
+        self.events.emit(Event::PhaseFailed, Some(phase), &text);
     }
 
     /// For the phase's own requests (the PUT, the create): each failed
