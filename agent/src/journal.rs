@@ -97,6 +97,8 @@ events! {
     WaitStarted = "54d2090c9b6d4d1483f65fd54c80194e", INFO, journal, "waiting started (kubeconfig file, `/readyz`, Lease held by another node)";
     WaitProgress = "a6830ed5e96742eb8bb7926613c4c759", INFO, journal, "still waiting (at most every 15 s)";
     WaitDone = "7d5914bd0da94c7fa5462d7b731a4e0f", INFO, journal, "waiting ended, with how long it took";
+    KubeconfigRewritten = "ad0092d0f3784eeda56a734c492ceb1f", INFO, journal, "a cluster's loopback server rewritten to the public address";
+    KubeconfigSending = "1b2da0855a5a490188c64f5626e8a931", INFO, journal, "sending the kubeconfig to catalyst-api";
 }
 
 /// Logs `message` as `event`, inside whatever phase/attempt span is current.

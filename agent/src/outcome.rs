@@ -173,10 +173,16 @@ impl Told for Sending<'_> {
             .rewrites
             .iter()
             .map(|r| {
-                Line::Info(format!(
-                    "cluster {:?}: server {} rewritten to {}",
-                    r.cluster, r.from, r.to
-                ))
+                // Names and addresses from k3s's file, shown like outside text.
+                Line::Event(
+                    Event::KubeconfigRewritten,
+                    format!(
+                        "cluster \"{}\": server {} rewritten to {}",
+                        Untrusted::new(r.cluster.as_str()).shown(),
+                        Untrusted::new(r.from.as_str()).shown(),
+                        Untrusted::new(r.to.as_str()).shown()
+                    ),
+                )
             })
             .collect();
         if lines.is_empty() {
@@ -185,7 +191,10 @@ impl Told for Sending<'_> {
                     .into(),
             ));
         }
-        lines.push(Line::Info(format!("sending the kubeconfig to {}", self.to)));
+        lines.push(Line::Event(
+            Event::KubeconfigSending,
+            format!("sending the kubeconfig to {}", self.to),
+        ));
         lines
     }
 }

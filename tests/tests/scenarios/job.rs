@@ -231,6 +231,19 @@ async fn journal_priorities_are_syslog_levels() {
     };
     assert_eq!(priority("wait phase started"), "6");
     assert_eq!(priority("attempt 1 failed"), "4");
+    // Every INFO line an SRE may search for has its MESSAGE_ID.
+    let id = |needle: &str| {
+        entries
+            .iter()
+            .find(|e| e.get("MESSAGE").is_some_and(|m| m.contains(needle)))
+            .and_then(|e| e.get("MESSAGE_ID"))
+            .unwrap_or_else(|| panic!("{needle}: no MESSAGE_ID"))
+    };
+    assert_eq!(id("rewritten to"), "ad0092d0f3784eeda56a734c492ceb1f");
+    assert_eq!(
+        id("sending the kubeconfig to"),
+        "1b2da0855a5a490188c64f5626e8a931"
+    );
     // CODE_FILE/CODE_LINE name where each event was logged, not the one
     // line in journal.rs that every event went through.
     let sites: std::collections::BTreeSet<_> = entries
