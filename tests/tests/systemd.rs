@@ -345,20 +345,45 @@ fn a_holder_name_cannot_tell_systemd_the_job_is_done() {
     assert_token_gone(&c);
 }
 
-/// A failure no restart heals (the token is rejected) ends the unit and
-/// takes the token with it.
+/// A failure an operator fixes (here a configuration error, 78) keeps the
+/// token for the restart, though systemd's copy goes with the unit; a
+/// rejected token (77) is worthless and goes too.
 #[test]
-fn a_rejected_token_does_not_outlive_the_unit() {
+fn the_token_stays_for_a_fixable_failure_and_goes_with_a_rejection() {
     let (_rt, sb) = fakes();
     sb.catalyst.forget_token(DEPLOYMENT_ID);
     let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
     provision(&c, &sb);
+    c.write(
+        "/etc/catalyst-bootstrap/config.d/50-typo.yaml",
+        "deadlin: 5m\n",
+        "0644",
+    );
+    let failed = |code: &str| {
+        wait_until("the unit to fail", Duration::from_secs(60), || {
+            c.show(UNIT, "ActiveState") == "failed"
+        });
+        assert_eq!(c.show(UNIT, "ExecMainStatus"), code, "{}", diagnose(&c));
+        assert_eq!(c.show(UNIT, "NRestarts"), "0");
+    };
     let _ = c.exec(&["systemctl", "start", UNIT]);
-    wait_until("the unit to fail", Duration::from_secs(60), || {
-        c.show(UNIT, "ActiveState") == "failed"
-    });
-    assert_eq!(c.show(UNIT, "ExecMainStatus"), "77", "{}", diagnose(&c));
-    assert_eq!(c.show(UNIT, "NRestarts"), "0");
+    failed("78");
+    assert!(
+        c.exec(&["test", "-e", "/etc/credstore/kubeconfig-bearer"])
+            .status
+            .success(),
+        "the token went with a configuration error:\n{}",
+        diagnose(&c)
+    );
+    assert!(
+        !c.exec(&["test", "-e", "/run/credentials/catalyst-bootstrap.service"])
+            .status
+            .success()
+    );
+
+    c.sh("rm /etc/catalyst-bootstrap/config.d/50-typo.yaml; systemctl reset-failed catalyst-bootstrap");
+    let _ = c.exec(&["systemctl", "start", UNIT]);
+    failed("77");
     assert_token_gone(&c);
 }
 
