@@ -128,9 +128,11 @@ impl Cluster {
     }
 
     async fn build(kubeconfig: &Kubeconfig, timeout: Duration) -> anyhow::Result<Cluster> {
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
-                .await?;
+        let config = kube::Config::from_custom_kubeconfig(
+            inline_files(kubeconfig.clone())?,
+            &KubeConfigOptions::default(),
+        )
+        .await?;
         let mut roots = Vec::new();
         let mut ca = Vec::new();
         for der in config.root_cert.iter().flatten() {
@@ -318,34 +320,71 @@ impl Cluster {
     }
 }
 
+/// The kubeconfig with every file it names (`certificate-authority`,
+/// `client-certificate`, `client-key`) read the one safe way and put in the
+/// matching `*-data` field: kube would read them with a plain
+/// `std::fs::read`, which a FIFO blocks and `/dev/zero` never ends. A key
+/// read from a file is registered as a secret like `client-key-data` is.
+fn inline_files(mut kc: Kubeconfig) -> anyhow::Result<Kubeconfig> {
+    let read = |what: &str, file: &str| {
+        crate::file::read(Path::new(file), MAX_PEM)
+            .map(|(bytes, _)| bytes)
+            .with_context(|| format!("{what} {}", Untrusted::new(file).shown()))
+    };
+    for cluster in kc.clusters.iter_mut().filter_map(|n| n.cluster.as_mut()) {
+        if cluster.certificate_authority_data.is_none()
+            && let Some(file) = cluster.certificate_authority.take()
+        {
+            cluster.certificate_authority_data =
+                Some(STANDARD.encode(read("certificate-authority", &file)?));
+        }
+    }
+    for auth in kc
+        .auth_infos
+        .iter_mut()
+        .filter_map(|n| n.auth_info.as_mut())
+    {
+        if auth.client_certificate_data.is_none()
+            && let Some(file) = auth.client_certificate.take()
+        {
+            auth.client_certificate_data =
+                Some(STANDARD.encode(read("client-certificate", &file)?));
+        }
+        if auth.client_key_data.is_none()
+            && let Some(file) = auth.client_key.take()
+        {
+            let key = read("client-key", &file)?;
+            crate::kubeconfig::register_pem(&key);
+            let data = Zeroizing::new(STANDARD.encode(&key));
+            auth.client_key_data = Some(secrecy::SecretString::from(data.as_str()));
+        }
+    }
+    Ok(kc)
+}
+
 /// Client certificate and key as one PEM document, from the kubeconfig's
-/// `*-data` fields (what k3s writes) or the files they name.
+/// `*-data` fields (files were inlined by [`inline_files`]).
 fn identity_pem(auth: &AuthInfo) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     use secrecy::ExposeSecret;
-    let cert = match (&auth.client_certificate_data, &auth.client_certificate) {
-        (Some(data), _) => STANDARD
-            .decode(data.trim())
-            .context("client-certificate-data is not base64")?,
-        (None, Some(file)) => crate::file::read(Path::new(file), MAX_PEM)
-            .with_context(|| format!("client-certificate {file}"))?
-            .0
-            .to_vec(),
-        (None, None) => anyhow::bail!("the user has no client certificate"),
-    };
-    let key = match (&auth.client_key_data, &auth.client_key) {
-        (Some(data), _) => Zeroizing::new(
-            STANDARD
-                .decode(data.expose_secret().trim())
-                .context("client-key-data is not base64")?,
-        ),
-        (None, Some(file)) => {
-            let (key, _) = crate::file::read(Path::new(file), MAX_PEM)
-                .with_context(|| format!("client-key {file}"))?;
-            crate::kubeconfig::register_pem(&key);
-            key
-        }
-        (None, None) => anyhow::bail!("the user has no client key"),
-    };
+    let cert = STANDARD
+        .decode(
+            auth.client_certificate_data
+                .as_deref()
+                .context("the user has no client certificate")?
+                .trim(),
+        )
+        .context("client-certificate-data is not base64")?;
+    let key = Zeroizing::new(
+        STANDARD
+            .decode(
+                auth.client_key_data
+                    .as_ref()
+                    .context("the user has no client key")?
+                    .expose_secret()
+                    .trim(),
+            )
+            .context("client-key-data is not base64")?,
+    );
     let mut pem = Zeroizing::new(Vec::with_capacity(cert.len() + key.len() + 1));
     pem.extend_from_slice(&cert);
     pem.push(b'\n');

@@ -93,4 +93,30 @@ pub(crate) const CASES: &[Case] = &[
         outcome: "exit 78 at once; not read until memory runs out",
         resume: Some(|sb| std::fs::remove_file(sb.path("config.d/60-zero.yaml")).unwrap()),
     },
+    Case {
+        name: "kubeconfig_names_a_fifo_as_its_ca",
+        area: Area::Files,
+        fault: "k3s.yaml's `certificate-authority:` names a FIFO (kube would read it with a plain read)",
+        start: Start::DEFAULT,
+        setup: |sb| {
+            let fifo = sb.path("ca-fifo.pem");
+            sb.put_fifo(&fifo);
+            let text = sb.api.kubeconfig();
+            let line = text
+                .lines()
+                .find(|l| l.contains("certificate-authority-data:"))
+                .unwrap()
+                .to_string();
+            let text = text.replace(
+                &line,
+                &format!("    certificate-authority: {}", fifo.display()),
+            );
+            sb.write_secret_file("k3s.yaml", &text);
+        },
+        drive: Drive::Run,
+        exit: Some(65),
+        says: "ca-fifo.pem: is a FIFO (named pipe), not a regular file",
+        outcome: "exit 65 at once naming the file; nothing sent",
+        resume: Some(|sb| sb.write_kubeconfig()),
+    },
 ];
