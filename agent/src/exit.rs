@@ -180,6 +180,27 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_exit_code() {
+        let mut table = String::from("| code | meaning | heals on restart? |\n|---|---|---|\n");
+        for r in rows() {
+            let heals = if r.heals.is_empty() {
+                " ".to_string()
+            } else {
+                format!(" {} ", r.heals)
+            };
+            table += &format!("| {} | {} |{heals}|\n", r.code, r.meaning);
+        }
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's exit-code table is out of date; it should read:\n\n{table}"
+        );
+        let mut codes: Vec<u8> = rows().iter().map(|r| r.code).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), rows().len(), "codes are unique and in order");
+    }
+
+    #[test]
     fn unknown_errors_are_internal() {
         assert_eq!(Exit::of(&anyhow::anyhow!("boom")), Exit::Internal);
     }

@@ -24,6 +24,7 @@ use crate::report::{Ended, Teller};
 use crate::retry::RetryPolicy;
 use crate::seed;
 use crate::state::{Outcome, Phase, Store};
+use crate::untrusted::Untrusted;
 
 pub(crate) struct Job<'a> {
     pub(crate) config: &'a Config,
@@ -146,11 +147,15 @@ impl Job<'_> {
             .retry(|_| async { kubeconfig::read(path) })
             .await?;
         let cluster = Cluster::from_kubeconfig(&kubeconfig, self.config.connect_timeout).await?;
-        let server = kubeconfig
-            .clusters
-            .iter()
-            .find_map(|c| c.cluster.as_ref()?.server.clone())
-            .unwrap_or_default();
+        // From k3s's file: shown like outside text.
+        let server = Untrusted::new(
+            kubeconfig
+                .clusters
+                .iter()
+                .find_map(|c| c.cluster.as_ref()?.server.clone())
+                .unwrap_or_default(),
+        )
+        .shown();
         let what = format!("waiting for the API server at {server} to be ready");
         self.teller()
             .poll(Phase::Wait, &what)

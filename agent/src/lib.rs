@@ -33,6 +33,8 @@ mod status;
 mod token;
 mod untrusted;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
@@ -59,7 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         None | Some(Command::Run) => {
             runtime
                 .block_on(run_job(&cli))
@@ -98,7 +100,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Doctor { json }) => {
             Ok(runtime.block_on(doctor::run(cli.config.as_deref(), cli.overrides(), json)))
         }
-    }
+    };
+    // A blocking task still running (a certificate check cut short by the
+    // deadline) must not keep the process past its answer.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 /// No core dumps and no ptrace/proc-mem access by other users while secrets

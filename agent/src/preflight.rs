@@ -237,32 +237,64 @@ fn readable(presented: &[String]) -> String {
     Untrusted::new(names).shown()
 }
 
-/// One TLS handshake to `via`, verifying the certificate for `name`.
+/// One TLS handshake to `via`, verifying the certificate for `name`,
+/// within `timeout` as a whole: a server that drips its handshake a byte at
+/// a time must not hold this blocking thread past it.
 fn handshake(
     config: &Arc<ClientConfig>,
     name: ServerName<'static>,
     via: SocketAddr,
     timeout: Duration,
 ) -> Result<Handshake, PreflightError> {
+    let end = std::time::Instant::now() + timeout;
     let unreachable = |error| PreflightError::Unreachable { via, error };
     let mut tcp = TcpStream::connect_timeout(&via, timeout).map_err(unreachable)?;
     tcp.set_nodelay(true).map_err(unreachable)?;
-    tcp.set_read_timeout(Some(timeout)).map_err(unreachable)?;
-    tcp.set_write_timeout(Some(timeout)).map_err(unreachable)?;
     let mut conn = rustls::ClientConnection::new(config.clone(), name)
         .map_err(|error| PreflightError::Untrusted { via, error })?;
     while conn.is_handshaking() {
-        if let Err(error) = conn.complete_io(&mut tcp) {
-            let tls = error
-                .get_ref()
-                .and_then(|e| e.downcast_ref::<rustls::Error>())
-                .cloned();
-            return match tls {
-                Some(rustls::Error::InvalidCertificate(cert)) => classify(cert, via),
-                _ => Err(PreflightError::Handshake { via, error }),
-            };
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(PreflightError::Handshake {
+                via,
+                error: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no complete handshake within {}s", timeout.as_secs()),
+                ),
+            });
+        }
+        let set = |t| {
+            tcp.set_read_timeout(Some(t))
+                .and_then(|()| tcp.set_write_timeout(Some(t)))
+        };
+        set(left).map_err(|error| PreflightError::Handshake { via, error })?;
+        // One read or write at a time (not `complete_io`, which loops on a
+        // peer that keeps sending), so the time left is checked in between.
+        let io = |error| PreflightError::Handshake { via, error };
+        if conn.wants_write() {
+            conn.write_tls(&mut tcp).map_err(io)?;
+            continue;
+        }
+        if conn.read_tls(&mut tcp).map_err(io)? == 0 {
+            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        match conn.process_new_packets() {
+            Ok(_) => {}
+            Err(rustls::Error::InvalidCertificate(cert)) => {
+                // Tell the server why, as complete_io would have.
+                let _ = conn.write_tls(&mut tcp);
+                return classify(cert, via);
+            }
+            Err(error) => {
+                let _ = conn.write_tls(&mut tcp);
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    error,
+                )));
+            }
         }
     }
+    while conn.wants_write() && conn.write_tls(&mut tcp).is_ok() {}
     conn.send_close_notify();
     let _ = conn.complete_io(&mut tcp);
     Ok(Handshake::Verified)
@@ -305,6 +337,40 @@ pub(crate) fn endpoint(server: &reqwest::Url) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that sends a TLS record header and then one byte every 50 ms
+    /// never trips a per-read timeout; the handshake still ends on time.
+    #[test]
+    fn a_dripping_handshake_ends_within_its_timeout() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let via = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut peer, _) = listener.accept().unwrap();
+            let _ = peer.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]);
+            for _ in 0..200 {
+                std::thread::sleep(Duration::from_millis(50));
+                if peer.write_all(&[0]).is_err() {
+                    return;
+                }
+            }
+        });
+        let config = Arc::new(
+            ClientConfig::builder()
+                .with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth(),
+        );
+        let name = ServerName::try_from("localhost").unwrap();
+        let started = std::time::Instant::now();
+        let result = handshake(&config, name, via, Duration::from_millis(400));
+        assert!(matches!(result, Err(PreflightError::Handshake { .. })));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn loopback_endpoints_of_server_urls() {

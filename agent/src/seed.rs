@@ -341,10 +341,16 @@ fn view<'a>(secret: &'a [u8], key: &str) -> Option<Existing<'a>> {
         annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
     }
     let v = serde_json::from_slice::<View>(secret).ok()?;
-    let present = v
-        .data
-        .get(key)
-        .is_some_and(|value| value.as_deref().is_some_and(|s| !s.is_empty()));
+    let value = v.data.get(key).and_then(|value| value.as_deref());
+    let present = value.is_some_and(|s| !s.is_empty());
+    if let Some(wire) = value.filter(|_| present) {
+        // A seed this process did not make (a peer's, an earlier run's) is
+        // as secret as its own: no outside text may repeat it either.
+        untrusted::register(Alphabet::Base64, wire.as_bytes());
+        if let Ok(text) = STANDARD.decode(wire).map(zeroize::Zeroizing::new) {
+            untrusted::register(Alphabet::Base64, &text);
+        }
+    }
     present.then(|| Existing {
         resource_version: v.metadata.resource_version,
         labels: v.metadata.labels.unwrap_or_default(),

@@ -11,11 +11,14 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Exit;
+use crate::untrusted::Untrusted;
 
 const VERSION: u32 = 1;
 pub(crate) const STATE_FILE: &str = "state.json";
 pub(crate) const DONE_STAMP: &str = "done";
 const LOCK_FILE: &str = "lock";
+/// state.json is a few hundred bytes; a file far larger is not ours.
+const MAX_STATE: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -115,19 +118,16 @@ impl State {
     /// Reads the state file for `status`; `None` when no run has written one.
     pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<State>> {
         let path = dir.join(STATE_FILE);
-        let mut text = String::new();
-        match File::open(&path) {
-            Ok(mut f) => f
-                .read_to_string(&mut text)
-                .with_context(|| format!("reading {}", path.display()))
-                .context(Exit::State)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let bytes = match crate::file::read(&path, MAX_STATE) {
+            Ok((bytes, _)) => bytes,
+            Err(crate::file::FileError::Missing) => return Ok(None),
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("reading {}", path.display()))
                     .context(Exit::State);
             }
         };
+        let text = String::from_utf8_lossy(&bytes);
         // The version first: a newer file may not have our shape at all.
         let version = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -142,8 +142,14 @@ impl State {
             ))
             .context(Exit::Data);
         }
-        let state: State = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid state file", path.display()))?;
+        // serde's message may quote the file, which is shown like outside text.
+        let state: State = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a valid state file: {}",
+                path.display(),
+                Untrusted::new(e.to_string()).shown()
+            )
+        })?;
         Ok(Some(state))
     }
 }
@@ -197,7 +203,7 @@ impl Store {
                 "{} belongs to deployment {} but the configuration says {deployment_id}; \
                  if this node was re-provisioned, remove {} and start again",
                 dir.join(STATE_FILE).display(),
-                state.deployment_id,
+                Untrusted::new(state.deployment_id.as_str()).shown(),
                 dir.display()
             ))
             .context(Exit::Data);
@@ -272,10 +278,10 @@ fn take_lock(dir: &Path) -> anyhow::Result<Flock<File>> {
         Ok(lock) => lock,
         Err((mut file, _)) => {
             let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let _ = (&mut file).take(32).read_to_string(&mut holder);
             return Err(anyhow::anyhow!(
                 "another catalyst-bootstrap (pid {}) is already working in {}; not starting a second one",
-                holder.trim(),
+                Untrusted::new(holder).shown(),
                 dir.display()
             ))
             .context(Exit::Interrupted);
