@@ -418,6 +418,25 @@ fn json_answer(code: u16, value: &Value) -> Answer {
     respond(code, "application/json", value.to_string())
 }
 
+/// The API server's answer to a Secret whose `data` is not all base64.
+fn invalid_secret_data(secret: &Value) -> Option<(u16, Value)> {
+    let valid = secret["data"].as_object().is_none_or(|d| {
+        d.values()
+            .all(|v| v.as_str().is_some_and(|s| STANDARD.decode(s).is_ok()))
+    });
+    (!valid).then(|| {
+        (
+            400,
+            status(
+                400,
+                "BadRequest",
+                "illegal base64 data in Secret data",
+                json!({}),
+            ),
+        )
+    })
+}
+
 fn not_found(kind: &str, name: &str) -> (u16, Value) {
     (
         404,
@@ -566,20 +585,8 @@ fn route(
                 }
                 Some(_) => {}
             }
-            let valid = obj["data"].as_object().is_none_or(|d| {
-                d.values()
-                    .all(|v| v.as_str().is_some_and(|s| STANDARD.decode(s).is_ok()))
-            });
-            if !valid {
-                return (
-                    400,
-                    status(
-                        400,
-                        "BadRequest",
-                        "illegal base64 data in Secret data",
-                        json!({}),
-                    ),
-                );
+            if let Some(refused) = invalid_secret_data(&obj) {
+                return refused;
             }
             let fields = fields_v1(&obj);
             create(
@@ -995,20 +1002,8 @@ fn patch_secret(c: &mut Cluster, key: &str, name: &str, raw: &[u8], req: &Req) -
             );
         }
     }
-    let valid = merged["data"].as_object().is_none_or(|d| {
-        d.values()
-            .all(|v| v.as_str().is_some_and(|s| STANDARD.decode(s).is_ok()))
-    });
-    if !valid {
-        return (
-            400,
-            status(
-                400,
-                "BadRequest",
-                "illegal base64 data in Secret data",
-                json!({}),
-            ),
-        );
+    if let Some(refused) = invalid_secret_data(&merged) {
+        return refused;
     }
     if merged == *stored {
         return (200, merged);
