@@ -215,42 +215,51 @@ pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Answe
 /// server that hangs mid-body.
 pub fn respond_stalling(status: u16, content_type: &str, body: &str, stall: Duration) -> Answer {
     let (head, tail) = body.split_at(body.len() / 2);
-    let stalling = Stalling {
-        parts: vec![Bytes::from(tail.to_string()), Bytes::from(head.to_string())],
-        stall: Some(Box::pin(tokio::time::sleep(stall))),
-    };
-    Some(
-        Response::builder()
-            .status(status)
-            .header("Content-Type", content_type)
-            .body(stalling.boxed())
-            .unwrap(),
+    let chunks = [(Duration::ZERO, head), (stall, tail)];
+    respond_paced(
+        status,
+        content_type,
+        body.len(),
+        chunks.map(|(d, t)| (d, Bytes::from(t.to_string()))),
     )
 }
 
 /// A response whose body comes one byte every `every`: a peer (or a broken
 /// proxy) that never trips a per-read timeout.
 pub fn respond_dripping(status: u16, content_type: &str, body: &str, every: Duration) -> Answer {
-    let drip = Dripping {
-        rest: Bytes::from(body.to_string()),
-        tick: tokio::time::interval(every),
+    let bytes = Bytes::from(body.to_string());
+    let chunks = (0..bytes.len()).map(|i| (every, bytes.slice(i..i + 1)));
+    respond_paced(status, content_type, body.len(), chunks)
+}
+
+/// A response whose body is `chunks`, each sent after its delay.
+fn respond_paced(
+    status: u16,
+    content_type: &str,
+    len: usize,
+    chunks: impl IntoIterator<Item = (Duration, Bytes)>,
+) -> Answer {
+    let paced = Paced {
+        chunks: chunks.into_iter().collect(),
+        sleep: None,
     };
     Some(
         Response::builder()
             .status(status)
             .header("Content-Type", content_type)
-            .header("Content-Length", body.len())
-            .body(drip.boxed())
+            .header("Content-Length", len)
+            .body(paced.boxed())
             .unwrap(),
     )
 }
 
-struct Dripping {
-    rest: Bytes,
-    tick: tokio::time::Interval,
+struct Paced {
+    chunks: std::collections::VecDeque<(Duration, Bytes)>,
+    /// The delay before the front chunk, once started.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl hyper::body::Body for Dripping {
+impl hyper::body::Body for Paced {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -259,42 +268,18 @@ impl hyper::body::Body for Dripping {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
-        if self.rest.is_empty() {
+        let Some(&(delay, _)) = self.chunks.front() else {
             return Poll::Ready(None);
-        }
-        if self.tick.poll_tick(cx).is_pending() {
+        };
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let byte = self.rest.split_to(1);
-        Poll::Ready(Some(Ok(hyper::body::Frame::data(byte))))
-    }
-}
-
-struct Stalling {
-    /// Still to send, last first.
-    parts: Vec<Bytes>,
-    stall: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl hyper::body::Body for Stalling {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        use std::task::Poll;
-        // The first part goes at once; the stall comes before the second.
-        if self.parts.len() == 1 {
-            if let Some(stall) = self.stall.as_mut() {
-                if stall.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                self.stall = None;
-            }
-        }
-        Poll::Ready(self.parts.pop().map(|b| Ok(hyper::body::Frame::data(b))))
+        self.sleep = None;
+        let (_, chunk) = self.chunks.pop_front().expect("a front chunk");
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
     }
 }
 
