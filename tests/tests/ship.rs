@@ -360,16 +360,22 @@ fn unit_verifies_cleanly_and_is_hardened() {
     for line in [
         "Type=notify",
         "NotifyAccess=main",
-        "RemainAfterExit=yes",
         "ConditionPathExists=!/var/lib/catalyst-bootstrap/done",
         "LoadCredential=kubeconfig-bearer:",
         "StateDirectory=catalyst-bootstrap",
         "UMask=0077",
         "RestartPreventExitStatus=65 68 76 77 78",
         "LimitMEMLOCK=",
+        "ExecStopPost=+/bin/sh -c",
     ] {
         assert!(unit_text.contains(line), "{line} missing from the unit");
     }
+    // systemd keeps its copy of the credential while the unit is active:
+    // the unit must end with the agent.
+    assert!(
+        !unit_text.contains("RemainAfterExit="),
+        "RemainAfterExit= would keep the token in /run/credentials"
+    );
 }
 
 /// The snippet as OpenTofu renders it for one deployment: one template for
