@@ -373,7 +373,9 @@ fn unit_verifies_cleanly_and_is_hardened() {
     // systemd keeps its copy of the credential while the unit is active:
     // the unit must end with the agent.
     assert!(
-        !unit_text.contains("RemainAfterExit="),
+        !unit_text
+            .lines()
+            .any(|l| l.trim_start().starts_with("RemainAfterExit=")),
         "RemainAfterExit= would keep the token in /run/credentials"
     );
 }
