@@ -50,6 +50,9 @@ async fn no_copy_of_the_seed_outside_locked_memory() {
         .arg(sb.dir.path()));
     // The API server sits on the Secret create for a while (the seed is
     // alive), then catalyst-api on the PUT (the seed phase is over).
+    // Per-read timeouts above the held-open create: the agent must wait it
+    // out, not retry (read_timeout follows connect_timeout for the API server).
+    sb.write_config("connect_timeout: 90s\nread_timeout: 90s\n");
     sb.api.fault(
         Method::POST,
         SECRETS,
@@ -104,7 +107,7 @@ async fn no_copy_of_the_seed_outside_locked_memory() {
 
     // After the seed phase, while the agent waits on catalyst-api.
     agent
-        .wait_for_stderr(Duration::from_secs(20), |e| {
+        .wait_for_stderr(Duration::from_secs(60), |e| {
             e.contains("recovery seed written")
         })
         .await;
