@@ -71,7 +71,6 @@ async fn kubeconfig_missing_at_the_deadline_exits_69_naming_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_kubeconfigs_exit_65() {
-    let settled = std::time::SystemTime::now() - Duration::from_secs(30);
     // kubectl refuses a repeated name; so does the agent, naming it.
     let twice = |k3s: String| {
         let twice = k3s.replacen(
@@ -92,13 +91,7 @@ async fn unusable_kubeconfigs_exit_65() {
     ];
     for (content, expect) in cases {
         let sb = Sandbox::new();
-        std::fs::write(sb.kubeconfig_path(), content(sb.api.kubeconfig())).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(sb.kubeconfig_path())
-            .unwrap()
-            .set_modified(settled)
-            .unwrap();
+        write_settled_kubeconfig(&sb, &content(sb.api.kubeconfig()));
         let out = sb.run().await;
         assert_exit(&out, 65);
         assert!(
@@ -154,14 +147,7 @@ async fn a_broken_kubeconfig_is_reported_without_quoting_its_key() {
         "{}    client-certificate-data: [oops\n",
         sb.api.kubeconfig()
     );
-    std::fs::write(sb.kubeconfig_path(), broken).unwrap();
-    let settled = std::time::SystemTime::now() - Duration::from_secs(30);
-    std::fs::File::options()
-        .write(true)
-        .open(sb.kubeconfig_path())
-        .unwrap()
-        .set_modified(settled)
-        .unwrap();
+    write_settled_kubeconfig(&sb, &broken);
     let out = sb.run().await;
     assert_exit(&out, 65);
     assert_stderr(&out, "is not a usable kubeconfig");
@@ -341,4 +327,16 @@ fn said_waited(out: &Finished, marker: &str) -> f64 {
         .and_then(|rest| rest.split('s').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {marker:?} line:\n{}", out.stderr))
+}
+
+/// Writes `text` as k3s.yaml, last changed long enough ago that the agent
+/// treats a parse failure as final rather than as k3s still writing it.
+fn write_settled_kubeconfig(sb: &Sandbox, text: &str) {
+    std::fs::write(sb.kubeconfig_path(), text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(sb.kubeconfig_path())
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(30))
+        .unwrap();
 }
