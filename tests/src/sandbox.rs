@@ -412,6 +412,18 @@ retry:
         agent
     }
 
+    /// The agent as control-plane node `node`, with a state directory of its own.
+    pub fn spawn_node(&self, node: &str) -> Agent {
+        let dir = self.path(&format!("state-{node}"));
+        self.spawn(&[
+            "--node-name",
+            node,
+            "--state-dir",
+            dir.to_str().unwrap(),
+            "run",
+        ])
+    }
+
     /// Runs `catalyst-bootstrap run` to the end.
     pub async fn run(&self) -> Finished {
         self.spawn(&["run"]).finish().await
@@ -731,4 +743,14 @@ impl Agent {
 /// True when `path` exists and no one but the owner may read it.
 pub fn is_private(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 == 0)
+}
+
+/// The run ended with `code`; says what it printed when not.
+pub fn assert_exit(out: &Finished, code: i32) {
+    assert_eq!(
+        out.code,
+        Some(code),
+        "unexpected exit; stderr:\n{}",
+        out.stderr
+    );
 }

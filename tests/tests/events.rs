@@ -6,34 +6,16 @@ use std::time::{Duration, Instant};
 
 use catalyst_bootstrap_tests::apiserver::Fault;
 use catalyst_bootstrap_tests::catalyst::Step;
-use catalyst_bootstrap_tests::sandbox::{Finished, Sandbox};
+use catalyst_bootstrap_tests::sandbox::{Finished, Sandbox, assert_exit};
 use http::Method;
 use serde_json::Value;
 
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 const CONTROLLER: &str = "catalyst.openova.io/bootstrap";
 
-/// Runs the agent as control-plane node `node`, with a state directory of its own.
+/// Runs the agent as control-plane node `node` to the end.
 async fn run_as(sb: &Sandbox, node: &str) -> Finished {
-    let dir = sb.path(&format!("state-{node}"));
-    sb.spawn(&[
-        "--node-name",
-        node,
-        "--state-dir",
-        dir.to_str().unwrap(),
-        "run",
-    ])
-    .finish()
-    .await
-}
-
-fn assert_exit(out: &Finished, code: i32) {
-    assert_eq!(
-        out.code,
-        Some(code),
-        "unexpected exit; stderr:\n{}",
-        out.stderr
-    );
+    sb.spawn_node(node).finish().await
 }
 
 /// The Events regarding Node `node`, oldest first; each well-formed.

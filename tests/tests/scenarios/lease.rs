@@ -2,18 +2,6 @@
 
 use super::*;
 
-/// An agent as control-plane node `node`, with a state directory of its own.
-fn spawn_node(sb: &Sandbox, node: &str) -> catalyst_bootstrap_tests::sandbox::Agent {
-    let dir = sb.path(&format!("state-{node}"));
-    sb.spawn(&[
-        "--node-name",
-        node,
-        "--state-dir",
-        dir.to_str().unwrap(),
-        "run",
-    ])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_control_plane_nodes_write_one_seed_and_send_one_kubeconfig() {
     let sb = Sandbox::new();
@@ -22,7 +10,7 @@ async fn three_control_plane_nodes_write_one_seed_and_send_one_kubeconfig() {
     sb.write_config("lease_duration: 2s\n");
     sb.catalyst.script([Step::Delay(Duration::from_secs(6))]);
     let nodes = ["cp-1", "cp-2", "cp-3"];
-    let agents: Vec<_> = nodes.iter().map(|n| spawn_node(&sb, n)).collect();
+    let agents: Vec<_> = nodes.iter().map(|n| sb.spawn_node(n)).collect();
     let mut outs = Vec::new();
     for agent in agents {
         outs.push(agent.finish().await);
@@ -78,7 +66,7 @@ async fn a_dead_holder_is_taken_over_after_expiry_without_a_second_seed() {
     sb.write_config("lease_duration: 2s\n");
     // The holder dies while its PUT hangs.
     sb.catalyst.script([Step::Delay(Duration::from_secs(60))]);
-    let first = spawn_node(&sb, "cp-1");
+    let first = sb.spawn_node("cp-1");
     first
         .wait_for_stderr(Duration::from_secs(20), |e| {
             e.contains("recovery seed written") && e.contains("sending the kubeconfig")
@@ -89,7 +77,7 @@ async fn a_dead_holder_is_taken_over_after_expiry_without_a_second_seed() {
     assert_eq!(first.finish().await.code, None, "killed");
     sb.catalyst.clear_script();
 
-    let out = spawn_node(&sb, "cp-2").finish().await;
+    let out = sb.spawn_node("cp-2").finish().await;
     assert_exit(&out, 0);
     assert_stderr(
         &out,

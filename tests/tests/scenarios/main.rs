@@ -9,7 +9,7 @@ use catalyst_bootstrap_tests::apiserver::Fault;
 use catalyst_bootstrap_tests::catalyst::Step;
 use catalyst_bootstrap_tests::helm;
 use catalyst_bootstrap_tests::sandbox::{
-    DEPLOYMENT_ID, Finished, PUBLIC_ADDRESS, SOVEREIGN_FQDN, Sandbox, Signal, Start,
+    DEPLOYMENT_ID, Finished, PUBLIC_ADDRESS, SOVEREIGN_FQDN, Sandbox, Signal, Start, assert_exit,
 };
 use http::Method;
 use serde_json::{Value, json};
@@ -29,15 +29,6 @@ const MARKER: &str = "/api/v1/namespaces/openbao/secrets/openbao-init-marker";
 const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
 
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap";
-
-fn assert_exit(out: &Finished, code: i32) {
-    assert_eq!(
-        out.code,
-        Some(code),
-        "unexpected exit; stderr:\n{}",
-        out.stderr
-    );
-}
 
 /// The agent said `needle` on stderr.
 fn assert_stderr(out: &Finished, needle: &str) {
