@@ -38,6 +38,77 @@ pub struct Container {
     leader: i32,
     log: PathBuf,
     _logdir: tempfile::TempDir,
+    _cgroup: Cgroup,
+}
+
+/// A control group of the machine's own in each hierarchy systemd manages.
+/// nspawn puts its payload in `<its own cgroup>/payload`: with the test
+/// process at the root of a legacy `name=systemd` hierarchy, machines booted
+/// at the same time all used `/payload`, so one machine's systemd removed
+/// `system.slice/catalyst-bootstrap.service` while the other's was starting
+/// a process in it (`status=219/CGROUP`).
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    fn new(name: &str) -> Cgroup {
+        let base = Path::new("/sys/fs/cgroup");
+        let roots: Vec<PathBuf> = if base.join("cgroup.procs").exists() {
+            vec![base.to_path_buf()]
+        } else {
+            ["systemd", "unified"]
+                .iter()
+                .map(|h| base.join(h))
+                .filter(|h| h.join("cgroup.procs").exists())
+                .collect()
+        };
+        let dirs = roots
+            .into_iter()
+            .map(|root| {
+                let dir = root.join(name);
+                std::fs::create_dir(&dir)
+                    .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", dir.display()));
+                dir
+            })
+            .collect();
+        Cgroup { dirs }
+    }
+
+    /// `argv` started from inside this cgroup (sh moves itself, then execs).
+    fn command(&self, argv: &[String]) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@""#)
+            .arg("sh");
+        for dir in &self.dirs {
+            cmd.arg(dir.join("cgroup.procs"));
+        }
+        cmd.arg("--").args(argv);
+        cmd
+    }
+}
+
+impl Drop for Cgroup {
+    /// Removes the machine's cgroups, children first, once its processes are gone.
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove(&entry.path());
+                    }
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for dir in &self.dirs {
+            remove(dir);
+        }
+    }
 }
 
 /// Runs one command inside the rootfs without booting it (no systemd as
@@ -82,31 +153,32 @@ impl Container {
         let rootfs = rootfs();
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("nspawn.log");
-        let mut cmd = Command::new("systemd-nspawn");
-        // nspawn's own seccomp filter denies mlock(2) unless the container
-        // keeps CAP_IPC_LOCK; a VM has no such filter. The unit itself drops
-        // every capability and locks its pages under LimitMEMLOCK=.
-        cmd.args([
+        // nspawn names a machine after its directory and leaves state under
+        // /run/systemd/nspawn/propagate/<name>: every boot gets its own name.
+        let name = format!("catalyst-test-{}-{}", std::process::id(), next_id());
+        let cgroup = Cgroup::new(&name);
+        let mut argv: Vec<String> = [
+            "systemd-nspawn",
             "--quiet",
             "--boot",
             "--register=no",
             "--keep-unit",
             "--volatile=overlay",
             "--console=pipe",
-        ])
-        .arg("--capability=CAP_IPC_LOCK")
-        // nspawn names a machine after its directory and leaves state under
-        // /run/systemd/nspawn/propagate/<name>: every boot gets its own name.
-        .arg(format!(
-            "--machine=catalyst-test-{}-{}",
-            std::process::id(),
-            next_id()
-        ))
-        .arg("--directory")
-        .arg(&rootfs);
+            // nspawn's own seccomp filter denies mlock(2) unless the
+            // container keeps CAP_IPC_LOCK; a VM has no such filter. The unit
+            // itself drops every capability and locks its pages under
+            // LimitMEMLOCK=.
+            "--capability=CAP_IPC_LOCK",
+        ]
+        .map(String::from)
+        .to_vec();
+        argv.push(format!("--machine={name}"));
+        argv.push(format!("--directory={}", rootfs.display()));
         for (host, inside) in binds {
-            cmd.arg(format!("--bind-ro={}:{inside}", host.display()));
+            argv.push(format!("--bind-ro={}:{inside}", host.display()));
         }
+        let mut cmd = cgroup.command(&argv);
         let file = std::fs::File::create(&log).unwrap();
         let nspawn = cmd
             .stdin(Stdio::null())
@@ -119,6 +191,7 @@ impl Container {
             leader: 0,
             log,
             _logdir: logdir,
+            _cgroup: cgroup,
         };
         container.leader = container.find_leader();
         // Booted once the manager has finished start-up (degraded is fine:
@@ -219,6 +292,11 @@ impl Container {
             child.wait().unwrap().success(),
             "writing {path} in the container failed"
         );
+    }
+
+    /// The machine's PID 1's control groups, as the host sees them.
+    pub fn cgroups(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/cgroup", self.leader)).unwrap_or_default()
     }
 
     /// `systemctl show -p NAME --value UNIT`.

@@ -470,3 +470,26 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     assert!(log.contains("SHA-256 mismatch, not installing"), "{log}");
     assert!(sb2.catalyst.requests().is_empty());
 }
+
+/// Two machines booted at once each have their own cgroup tree: when they
+/// shared nspawn's `/payload`, one machine's systemd removed the unit's
+/// cgroup while the other's started ExecStopPost= in it (`219/CGROUP`).
+#[test]
+fn machines_booted_together_do_not_share_a_cgroup() {
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Container::boot(&[]));
+        let b = s.spawn(|| Container::boot(&[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (a, b) = (a.cgroups(), b.cgroups());
+    assert!(!a.is_empty(), "no cgroup for the machine's PID 1");
+    for line in a
+        .lines()
+        .filter(|l| l.contains("name=systemd") || l.starts_with("0::"))
+    {
+        assert!(
+            !b.lines().any(|l| l == line),
+            "both machines' PID 1 are in {line}"
+        );
+    }
+}
