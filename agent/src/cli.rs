@@ -39,7 +39,7 @@ pub enum Command {
     /// Do the bootstrap job (the default).
     Run,
     /// Show each phase's outcome from the state file.
-    #[command(after_help = crate::status::HELP)]
+    #[command(after_help = crate::commands::status::HELP)]
     Status {
         /// Print JSON.
         #[arg(long)]

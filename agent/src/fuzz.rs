@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 
 use crate::config::{PublicAddress, from_text};
-use crate::kubeconfig::{MAX_BYTES, parse, rewrite};
-use crate::retry::Classify;
+use crate::job::kubeconfig::{MAX_BYTES, parse, rewrite};
+use crate::peers::retry::Classify;
 
 /// Any text as a configuration file: parsed or refused with a message that
 /// names the file, never a panic.
@@ -87,8 +87,8 @@ pub fn response(data: &[u8]) {
     }
     // Echo servers answer with the request: give the fuzzer the token to echo.
     let body = lines.next().unwrap_or_default().replace("TOKEN", TOKEN);
-    crate::untrusted::register(crate::untrusted::Alphabet::Hex, TOKEN.as_bytes());
-    match crate::api::classify(status, &headers, &body) {
+    crate::report::untrusted::register(crate::report::untrusted::Alphabet::Hex, TOKEN.as_bytes());
+    match crate::peers::api::classify(status, &headers, &body) {
         Ok(_) => assert!(code == 204 || code == 403),
         Err(err) => {
             let _ = err.verdict();

@@ -1,37 +1,19 @@
 //! catalyst-bootstrap: the first-boot agent of an OpenOva Sovereign
 //! control-plane node. See README.md for what it does and how to run it.
 
-mod alloc;
-mod api;
 mod cli;
-mod client;
-mod cluster;
+mod commands;
 mod config;
-mod doctor;
-mod events;
 mod exit;
-mod file;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
 mod job;
-mod journal;
-mod kubeconfig;
-mod lease;
-mod locked;
 #[cfg(test)]
 mod man;
-mod metadata;
-mod notify;
-mod outcome;
-mod preflight;
+mod memory;
+mod peers;
 mod report;
-mod retry;
-mod seed;
-mod state;
-mod status;
-mod token;
-mod untrusted;
 
 use std::time::Duration;
 
@@ -39,17 +21,17 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
 
-pub use alloc::WipingAllocator;
 pub use cli::{Cli, Command};
 pub use exit::Exit;
-pub use journal::init as init_logging;
+pub use memory::alloc::WipingAllocator;
+pub use report::journal::init as init_logging;
 
-use crate::api::CatalystApi;
-use crate::events::Events;
-use crate::journal::{Event, record};
-use crate::notify::Notifier;
-use crate::state::Store;
-use crate::token::BearerToken;
+use crate::config::token::BearerToken;
+use crate::peers::api::CatalystApi;
+use crate::report::events::Events;
+use crate::report::journal::{Event, record};
+use crate::report::notify::Notifier;
+use crate::report::state::Store;
 
 /// Runs one command; `Ok` carries the exit code of a command that reports
 /// through it (`status`), `Err` an error whose [`Exit`] kind sets the code.
@@ -85,21 +67,23 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 .transpose()
                 .context("--timeout")
                 .context(Exit::Config)?;
-            runtime.block_on(status::show(&dir, json, timeout))
+            runtime.block_on(commands::status::show(&dir, json, timeout))
         }
         Some(Command::CheckConfig) => {
             let config = config::load(cli.config.as_deref(), cli.overrides())?;
             let token = BearerToken::load_as_the_unit_would(
                 config.token_file.as_deref(),
-                std::path::Path::new(token::CREDSTORE),
-                state::is_done(&config.state_dir),
+                std::path::Path::new(config::token::CREDSTORE),
+                report::state::is_done(&config.state_dir),
             )?;
             print!("{}", config::render(&config, token.source()));
             Ok(0)
         }
-        Some(Command::Doctor { json }) => {
-            Ok(runtime.block_on(doctor::run(cli.config.as_deref(), cli.overrides(), json)))
-        }
+        Some(Command::Doctor { json }) => Ok(runtime.block_on(commands::doctor::run(
+            cli.config.as_deref(),
+            cli.overrides(),
+            json,
+        ))),
     };
     // A blocking task still running (a certificate check cut short by the
     // deadline) must not keep the process past its answer.
@@ -125,10 +109,10 @@ async fn run_job(cli: &Cli) -> anyhow::Result<()> {
     let config = config::load(cli.config.as_deref(), cli.overrides())?;
     let notifier = Notifier::default();
     let span = tracing::info_span!("job", catalyst_deployment_id = %config.deployment_id);
-    if state::is_done(&config.state_dir) {
+    if report::state::is_done(&config.state_dir) {
         let text = format!(
             "Done (an earlier run finished; {} exists)",
-            config.state_dir.join(state::DONE_STAMP).display()
+            config.state_dir.join(report::state::DONE_STAMP).display()
         );
         span.in_scope(|| tracing::info!("{text}"));
         notifier.ready(&text);
@@ -178,6 +162,6 @@ async fn run_job(cli: &Cli) -> anyhow::Result<()> {
         }
     };
     // The last outcome's Event is usually still queued: a brief chance.
-    events.flush(events::FLUSH).await;
+    events.flush(report::events::FLUSH).await;
     result
 }

@@ -52,7 +52,7 @@ fn exit_status() -> String {
     }
     out += ".SS status\n";
     let mut items: Vec<(String, String)> = Vec::new();
-    for line in crate::status::HELP.lines().skip(1) {
+    for line in crate::commands::status::HELP.lines().skip(1) {
         let line = line.trim();
         match line.split_once(char::is_whitespace) {
             Some((code, text)) if code.parse::<u8>().is_ok() => {

@@ -255,7 +255,7 @@ async fn journal_priorities_are_syslog_levels() {
         sites.len() > 3
             && sites
                 .iter()
-                .all(|(f, _)| f.as_deref() != Some("agent/src/journal.rs")),
+                .all(|(f, _)| f.as_deref() != Some("agent/src/report/journal.rs")),
         "{sites:?}"
     );
 }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::config;
 use crate::exit::Exit;
-use crate::untrusted::Untrusted;
+use crate::report::untrusted::Untrusted;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RetryPolicy {

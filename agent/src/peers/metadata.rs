@@ -5,11 +5,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::client;
 use crate::config::PublicAddress;
 use crate::exit::Exit;
-use crate::retry::{Classify, Retry, Verdict, innermost};
-use crate::untrusted::Untrusted;
+use crate::peers::client;
+use crate::peers::retry::{Classify, Retry, Verdict, innermost};
+use crate::report::untrusted::Untrusted;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetadataError {

@@ -14,7 +14,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::untrusted::one_line;
+use crate::report::untrusted::one_line;
 
 /// Declares `Event`, its `ALL` list, ids, levels, where it is told and
 /// README's wording in one place. `cluster` events are also posted as
@@ -471,7 +471,7 @@ mod tests {
             let reason = e.reason().map(|r| format!("`{r}`")).unwrap_or("—".into());
             table += &format!("| {} | `{}` | {reason} |\n", e.doc(), e.id());
         }
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         assert!(
             readme.contains(&table),
             "README.md's MESSAGE_ID table is out of date; it should read:\n\n{table}"
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn the_journal_catalog_explains_every_message_id() {
-        let catalog = include_str!("../../systemd/catalyst-bootstrap.catalog");
+        let catalog = include_str!("../../../systemd/catalyst-bootstrap.catalog");
         let entries: Vec<&str> = catalog
             .lines()
             .filter_map(|l| l.strip_prefix("-- "))

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
 use crate::exit::Exit;
-use crate::untrusted::{self, Alphabet};
+use crate::report::untrusted::{self, Alphabet};
 
 /// Name of the systemd credential (`LoadCredential=kubeconfig-bearer:…`).
 pub(crate) const CREDENTIAL: &str = "kubeconfig-bearer";
@@ -73,7 +73,7 @@ impl BearerToken {
         match Self::read(credstore, true) {
             Ok(token) => Ok(token),
             Err(e) => {
-                use crate::file::FileError;
+                use crate::config::file::FileError;
                 let file_error = e.downcast_ref::<FileError>();
                 let missing = matches!(file_error, Some(FileError::Missing));
                 let denied = matches!(file_error, Some(FileError::Io(io))
@@ -98,7 +98,7 @@ impl BearerToken {
 
     fn read(path: &Path, from_credential: bool) -> anyhow::Result<Self> {
         // One trailing newline (and a CR before it) is allowed.
-        let (raw, meta) = crate::file::read(path, TOKEN_LEN + 2)?;
+        let (raw, meta) = crate::config::file::read(path, TOKEN_LEN + 2)?;
         if !from_credential && meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(
                 "bearer token file {} is readable by group or others (mode {:o}); make it 0600",
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn the_unit_loads_the_credential_from_credstore() {
-        let unit = include_str!("../../systemd/catalyst-bootstrap.service");
+        let unit = include_str!("../../../systemd/catalyst-bootstrap.service");
         assert!(unit.contains(&format!("LoadCredential={CREDENTIAL}:{CREDSTORE}\n")));
     }
 

@@ -15,10 +15,10 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::client;
 use crate::exit::Exit;
-use crate::retry::{Classify, Retry, Verdict, innermost};
-use crate::untrusted::Untrusted;
+use crate::peers::client;
+use crate::peers::retry::{Classify, Retry, Verdict, innermost};
+use crate::report::untrusted::Untrusted;
 
 /// Responses are capped; nothing the agent reads is near this size.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -327,7 +327,7 @@ impl Cluster {
 /// read from a file is registered as a secret like `client-key-data` is.
 fn inline_files(mut kc: Kubeconfig) -> anyhow::Result<Kubeconfig> {
     let read = |what: &str, file: &str| {
-        crate::file::read(Path::new(file), MAX_PEM)
+        crate::config::file::read(Path::new(file), MAX_PEM)
             .map(|(bytes, _)| bytes)
             .with_context(|| format!("{what} {}", Untrusted::new(file).shown()))
     };
@@ -354,7 +354,7 @@ fn inline_files(mut kc: Kubeconfig) -> anyhow::Result<Kubeconfig> {
             && let Some(file) = auth.client_key.take()
         {
             let key = read("client-key", &file)?;
-            crate::kubeconfig::register_pem(&key);
+            crate::job::kubeconfig::register_pem(&key);
             let data = Zeroizing::new(STANDARD.encode(&key));
             auth.client_key_data = Some(secrecy::SecretString::from(data.as_str()));
         }

@@ -23,9 +23,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::cluster::Cluster;
-use crate::journal::Event;
-use crate::state::Phase;
+use crate::peers::cluster::Cluster;
+use crate::report::journal::Event;
+use crate::report::state::Phase;
 
 /// The `reportingController` of every Event.
 pub(crate) const CONTROLLER: &str = "catalyst.openova.io/bootstrap";

@@ -11,7 +11,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Exit;
-use crate::untrusted::Untrusted;
+use crate::report::untrusted::Untrusted;
 
 const VERSION: u32 = 1;
 pub(crate) const STATE_FILE: &str = "state.json";
@@ -118,9 +118,9 @@ impl State {
     /// Reads the state file for `status`; `None` when no run has written one.
     pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<State>> {
         let path = dir.join(STATE_FILE);
-        let bytes = match crate::file::read(&path, MAX_STATE) {
+        let bytes = match crate::config::file::read(&path, MAX_STATE) {
             Ok((bytes, _)) => bytes,
-            Err(crate::file::FileError::Missing) => return Ok(None),
+            Err(crate::config::file::FileError::Missing) => return Ok(None),
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("reading {}", path.display()))

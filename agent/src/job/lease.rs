@@ -17,10 +17,10 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, KubeError};
 use crate::exit::Exit;
-use crate::retry::{Classify, Step, Verdict};
-use crate::untrusted::Untrusted;
+use crate::peers::cluster::{Cluster, KubeError};
+use crate::peers::retry::{Classify, Step, Verdict};
+use crate::report::untrusted::Untrusted;
 
 const NAMESPACE: &str = "kube-system";
 pub(crate) const NAME: &str = "catalyst-bootstrap";
@@ -356,7 +356,7 @@ impl Coordinator<'_> {
             let mut lease = held.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let annotations = lease.metadata.annotations.get_or_insert_default();
             annotations.insert(COMPLETED_BY.to_string(), self.node.to_string());
-            annotations.insert(COMPLETED_AT.to_string(), crate::state::now());
+            annotations.insert(COMPLETED_AT.to_string(), crate::report::state::now());
             annotations.insert(DEPLOYMENT_ID.to_string(), self.deployment_id.to_string());
             if self.write(&lease).await?.is_some() {
                 return Ok(());

@@ -8,6 +8,9 @@
 //! flag. Loading, validation, `check-config`, the command-line flags and
 //! README's table all follow from it.
 
+pub(crate) mod file;
+pub(crate) mod token;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +22,7 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Map, Value};
 
 use crate::exit::Exit;
-use crate::retry::RetryPolicy;
+use crate::peers::retry::RetryPolicy;
 
 pub(crate) const ETC_DIR: &str = "/etc/catalyst-bootstrap";
 const USR_DIR: &str = "/usr/lib/catalyst-bootstrap";
@@ -360,7 +363,7 @@ pub(crate) fn from_text(text: &str) -> anyhow::Result<Config> {
 /// The `*.yaml` drop-ins of `dirs`, systemd's way: a file masks any file of
 /// the same name in an earlier directory (`/etc` over `/usr/lib`), and all
 /// that remain apply in lexical order of their names. An absent directory
-/// has none. Each is read later through [`crate::file::read`], which refuses
+/// has none. Each is read later through [`self::file::read`], which refuses
 /// anything but a regular file.
 fn drop_ins(dirs: &[&Path]) -> anyhow::Result<Vec<PathBuf>> {
     let mut by_name = BTreeMap::new();
@@ -453,7 +456,7 @@ impl Layers {
     }
 
     fn add_file(&mut self, file: &Path) -> anyhow::Result<()> {
-        let (bytes, _) = crate::file::read(file, MAX_CONFIG_BYTES)
+        let (bytes, _) = self::file::read(file, MAX_CONFIG_BYTES)
             .with_context(|| format!("configuration file {}", file.display()))?;
         let text = std::str::from_utf8(&bytes)
             .with_context(|| format!("configuration file {} is not UTF-8 text", file.display()))?;
@@ -1292,7 +1295,7 @@ mod tests {
 
     #[test]
     fn readme_lists_every_key() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let table = readme_table();
         assert!(
             readme.contains(&table),
@@ -1302,7 +1305,7 @@ mod tests {
 
     #[test]
     fn readme_names_every_flag() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         for k in KEYS.iter().filter(|k| k.flag.is_some()) {
             let flag = format!("`--{}`", k.flag_name());
             assert!(readme.contains(&flag), "README.md does not name {flag}");

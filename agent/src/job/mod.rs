@@ -5,26 +5,30 @@
 //! Each phase returns its outcome (see `outcome`), which says how it reads;
 //! `report::Teller` tells it to the journal, STATUS= and the state file.
 
+pub(crate) mod kubeconfig;
+pub(crate) mod lease;
+pub(crate) mod outcome;
+pub(crate) mod preflight;
+pub(crate) mod seed;
+
 use anyhow::Context;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::api::CatalystApi;
-use crate::cluster::Cluster;
+use self::lease::{Claim, Coordinator};
+use self::outcome::{Address, Checked, Claimed, Delivered, Ready, Seeded, Sending};
+use self::preflight::{Check, Passed};
 use crate::config::{AddressSource, Config, Preflight, PublicAddress};
-use crate::events::Events;
 use crate::exit::Exit;
-use crate::kubeconfig;
-use crate::lease::{self, Claim, Coordinator};
-use crate::metadata::Metadata;
-use crate::notify::Notifier;
-use crate::outcome::{Address, Checked, Claimed, Delivered, Ready, Seeded, Sending};
-use crate::preflight::{self, Check, Passed};
+use crate::peers::api::CatalystApi;
+use crate::peers::cluster::Cluster;
+use crate::peers::metadata::Metadata;
+use crate::peers::retry::RetryPolicy;
+use crate::report::events::Events;
+use crate::report::notify::Notifier;
+use crate::report::state::{Outcome, Phase, Store};
+use crate::report::untrusted::Untrusted;
 use crate::report::{Ended, Teller};
-use crate::retry::RetryPolicy;
-use crate::seed;
-use crate::state::{Outcome, Phase, Store};
-use crate::untrusted::Untrusted;
 
 pub(crate) struct Job<'a> {
     pub(crate) config: &'a Config,

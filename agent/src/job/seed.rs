@@ -19,12 +19,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cluster::{Cluster, Created, KubeError};
 use crate::config::{HelmRelease, SeedTarget};
 use crate::exit::Exit;
-use crate::locked::LockedBuf;
-use crate::retry::{Classify, Verdict};
-use crate::untrusted::{self, Alphabet, Untrusted};
+use crate::memory::locked::LockedBuf;
+use crate::peers::cluster::{Cluster, Created, KubeError};
+use crate::peers::retry::{Classify, Verdict};
+use crate::report::untrusted::{self, Alphabet, Untrusted};
 
 const SEED_BYTES: usize = 32;
 /// Standard base64 of 32 bytes, with padding.

@@ -7,13 +7,13 @@ use anyhow::Context;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 
-use crate::client;
 use crate::config::Config;
+use crate::config::token::BearerToken;
 use crate::exit::Exit;
-use crate::kubeconfig::Rewritten;
-use crate::retry::{Classify, Retry, Verdict, innermost};
-use crate::token::BearerToken;
-use crate::untrusted::Untrusted;
+use crate::job::kubeconfig::Rewritten;
+use crate::peers::client;
+use crate::peers::retry::{Classify, Retry, Verdict, innermost};
+use crate::report::untrusted::Untrusted;
 
 /// Error bodies are short JSON; more than this is not read.
 const MAX_ERROR_BODY: usize = 4096;
@@ -130,7 +130,7 @@ impl CatalystApi {
 pub(crate) fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let mut builder = client::builder(config.connect_timeout, config.read_timeout);
     if let Some(path) = &config.ca_bundle {
-        let (pem, _) = crate::file::read(path, MAX_CA_BUNDLE)
+        let (pem, _) = crate::config::file::read(path, MAX_CA_BUNDLE)
             .with_context(|| format!("ca_bundle {}", path.display()))
             .context(Exit::Config)?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -362,7 +362,10 @@ mod tests {
     #[test]
     fn a_redirect_to_the_token_is_withheld_from_the_log() {
         let token = "ab".repeat(32);
-        crate::untrusted::register(crate::untrusted::Alphabet::Hex, token.as_bytes());
+        crate::report::untrusted::register(
+            crate::report::untrusted::Alphabet::Hex,
+            token.as_bytes(),
+        );
         let mut headers = HeaderMap::new();
         headers.insert(
             LOCATION,
@@ -383,7 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, vec![b'A'; 1 << 20]).unwrap();
-        let (pem, _) = crate::file::read(&path, MAX_CA_BUNDLE).unwrap();
+        let (pem, _) = crate::config::file::read(&path, MAX_CA_BUNDLE).unwrap();
         assert_eq!(pem.len(), 1 << 20);
     }
 

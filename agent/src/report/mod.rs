@@ -3,16 +3,22 @@
 //! outcome) into journal lines, STATUS= and the state file. The job only
 //! says what happened; the outcomes say how they read (see `outcome`).
 
+pub(crate) mod events;
+pub(crate) mod journal;
+pub(crate) mod notify;
+pub(crate) mod state;
+pub(crate) mod untrusted;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::events::Events;
-use crate::journal::{Event, record};
-use crate::notify::Notifier;
-use crate::retry::{Progress, RetryPolicy, Step};
-use crate::state::{Outcome, Phase, Store, now};
+use self::events::Events;
+use self::journal::{Event, record};
+use self::notify::Notifier;
+use self::state::{Outcome, Phase, Store, now};
+use crate::peers::retry::{Progress, RetryPolicy, Step};
 
 /// One line for the journal: an event with a stable `MESSAGE_ID`, or a
 /// plain line at its level.

@@ -15,16 +15,17 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::config::Kubeconfig;
 use serde::Serialize;
 
-use crate::cluster::Cluster;
+use crate::config::token::{self, BearerToken};
 use crate::config::{self, AddressSource, Config, Overrides, Preflight, PublicAddress};
-use crate::metadata::Metadata;
-use crate::preflight::{self, Check, Passed, PreflightError};
-use crate::retry::innermost;
-use crate::seed::{self, Ownership, Plan};
-use crate::state::{self, Outcome, Phase, State};
-use crate::token::{self, BearerToken};
-use crate::untrusted::Untrusted;
-use crate::{api, client, kubeconfig, lease};
+use crate::job::preflight::{self, Check, Passed, PreflightError};
+use crate::job::seed::{self, Ownership, Plan};
+use crate::job::{kubeconfig, lease};
+use crate::peers::cluster::Cluster;
+use crate::peers::metadata::Metadata;
+use crate::peers::retry::innermost;
+use crate::peers::{api, client};
+use crate::report::state::{self, Outcome, Phase, State};
+use crate::report::untrusted::Untrusted;
 
 /// Per connection attempt.
 const CONNECT: Duration = Duration::from_secs(2);

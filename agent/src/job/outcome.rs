@@ -4,15 +4,15 @@
 
 use std::net::SocketAddr;
 
-use crate::api::Delivery;
-use crate::cluster::Cluster;
 use crate::config::{PublicAddress, SeedTarget};
-use crate::journal::Event;
-use crate::kubeconfig::Rewritten;
-use crate::lease::{self, Held};
+use crate::job::kubeconfig::Rewritten;
+use crate::job::lease::{self, Held};
+use crate::job::seed::{Ownership, SeedOutcome};
+use crate::peers::api::Delivery;
+use crate::peers::cluster::Cluster;
+use crate::report::journal::Event;
+use crate::report::untrusted::Untrusted;
 use crate::report::{Ended, Line, Told};
-use crate::seed::{Ownership, SeedOutcome};
-use crate::untrusted::Untrusted;
 
 /// The wait phase: the kubeconfig is there and its API server is ready.
 pub(crate) struct Ready {

@@ -14,10 +14,10 @@ use kube::config::Kubeconfig;
 use zeroize::Zeroizing;
 
 use crate::config::PublicAddress;
+use crate::config::file::FileError;
 use crate::exit::Exit;
-use crate::file::FileError;
-use crate::retry::{Classify, Retry, Verdict};
-use crate::untrusted::{self, Alphabet, Untrusted};
+use crate::peers::retry::{Classify, Retry, Verdict};
+use crate::report::untrusted::{self, Alphabet, Untrusted};
 
 /// catalyst-api refuses bodies over 1 MiB (`422 body-too-large`).
 pub(crate) const MAX_BYTES: usize = 1 << 20;
@@ -53,7 +53,7 @@ pub(crate) fn read(path: &Path) -> Result<Kubeconfig, ReadError> {
         path: shown.clone(),
         reason: Untrusted::new(reason),
     };
-    let (bytes, meta) = match crate::file::read(path, MAX_BYTES) {
+    let (bytes, meta) = match crate::config::file::read(path, MAX_BYTES) {
         Ok(read) => read,
         Err(FileError::Missing) => return Err(ReadError::Missing(shown)),
         Err(FileError::TooLarge(_)) => {

@@ -1,0 +1,5 @@
+//! Memory that holds secrets: locked pages, and an allocator that wipes
+//! what it frees.
+
+pub(crate) mod alloc;
+pub(crate) mod locked;
