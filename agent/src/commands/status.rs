@@ -172,5 +172,22 @@ fn render_text(dir: &Path, word: &str, state: Option<&State>) -> String {
             shown(r.detail.as_deref().unwrap_or(""))
         );
     }
+    if !state.applied.is_empty() {
+        let _ = writeln!(out, "\n{:<40} {:<24} FILE", "SECRET", "OUTCOME");
+        for a in &state.applied {
+            let outcome = if a.removed {
+                "applied, file removed"
+            } else {
+                "applied"
+            };
+            let _ = writeln!(
+                out,
+                "{:<40} {:<24} {}",
+                shown(&a.secret),
+                outcome,
+                shown(&a.file)
+            );
+        }
+    }
     out
 }

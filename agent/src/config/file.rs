@@ -13,6 +13,8 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use zeroize::Zeroizing;
 
+use crate::memory::locked::LockedBuf;
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FileError {
     #[error("does not exist")]
@@ -28,7 +30,48 @@ pub(crate) enum FileError {
 /// The file's bytes (zeroized when dropped: some inputs hold secrets) and
 /// its metadata as seen on the opened descriptor.
 pub(crate) fn read(path: &Path, cap: usize) -> Result<(Zeroizing<Vec<u8>>, Metadata), FileError> {
-    let mut file = open(path)?;
+    let (mut file, meta) = open_regular(path, cap, true)?;
+    // Room for the whole file up front: no reallocation leaves a copy of a
+    // secret behind, and no small probe read goes through a stack buffer.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 64));
+    (&mut file).take(cap as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > cap {
+        return Err(FileError::TooLarge(cap));
+    }
+    Ok((bytes, meta))
+}
+
+/// Like [`read`], straight into locked memory, for a file that holds
+/// nothing but secrets (a bootstrap Secret manifest). A symbolic link is
+/// refused rather than followed: the file is overwritten once applied.
+pub(crate) fn read_locked(path: &Path, cap: usize) -> Result<(LockedBuf, Metadata), FileError> {
+    let (mut file, meta) = open_regular(path, cap, false)?;
+    let len = meta.len() as usize;
+    let mut buf = LockedBuf::with_capacity(len + 1)
+        .map_err(|e| FileError::Io(std::io::Error::other(format!("{e:#}"))))?;
+    let mut got = 0;
+    buf.append_with(len, |dst| {
+        while got < dst.len() {
+            match file.read(&mut dst[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| FileError::Io(std::io::Error::other(format!("{e:#}"))))?;
+    if got != len {
+        return Err(FileError::Io(std::io::Error::other(
+            "it changed size while being read",
+        )));
+    }
+    Ok((buf, meta))
+}
+
+/// Opened without blocking (and, unless `follow`, without following a
+/// final symbolic link), and checked on the descriptor to be a regular file within `cap`.
+fn open_regular(path: &Path, cap: usize, follow: bool) -> Result<(File, Metadata), FileError> {
+    let file = open(path, follow)?;
     let meta = file.metadata()?;
     let kind = meta.file_type();
     let what = if kind.is_file() {
@@ -52,23 +95,23 @@ pub(crate) fn read(path: &Path, cap: usize) -> Result<(Zeroizing<Vec<u8>>, Metad
     if meta.len() > cap as u64 {
         return Err(FileError::TooLarge(cap));
     }
-    // Room for the whole file up front: no reallocation leaves a copy of a
-    // secret behind, and no small probe read goes through a stack buffer.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 64));
-    (&mut file).take(cap as u64 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > cap {
-        return Err(FileError::TooLarge(cap));
-    }
-    Ok((bytes, meta))
+    Ok((file, meta))
 }
 
-fn open(path: &Path) -> Result<File, FileError> {
+fn open(path: &Path, follow: bool) -> Result<File, FileError> {
+    let mut flags = OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    if !follow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
     OpenOptions::new()
         .read(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .custom_flags(flags.bits())
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => FileError::Missing,
+            _ if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                FileError::NotRegular("a symbolic link")
+            }
             _ => FileError::Io(e),
         })
 }

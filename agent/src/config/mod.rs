@@ -113,6 +113,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("ca_bundle", Text, Unset("system trust store"), "PEM bundle that alone verifies catalyst-api (air-gapped sites); no option to disable verification exists"),
     Key::new("deadline", Dur, Is("30m"), "overall deadline of one run").flag("DURATION"),
     Key::new("state_dir", Text, Is("/var/lib/catalyst-bootstrap"), "state file, `done` stamp, lock").flag("DIR"),
+    Key::new("secrets_dir", Text, Is("/etc/catalyst-bootstrap/secrets.d"), "bootstrap Secrets: each `*.yaml` file holds one Secret manifest (root-owned, mode `0600`), applied with server-side apply once the API server is ready, then overwritten with zeros and removed; missing or empty means none (see \"bootstrap Secrets\")"),
     Key::new("connect_timeout", Dur, Is("10s"), "per request"),
     Key::new("read_timeout", Dur, Is("30s"), "per read, so a stalled response cannot hang a try"),
     Key::new("retry", Table, Unset(""), ""),
@@ -251,6 +252,8 @@ pub(crate) struct Config {
     pub(crate) ca_bundle: Option<PathBuf>,
     pub(crate) deadline: Duration,
     pub(crate) state_dir: PathBuf,
+    /// Bootstrap Secret manifests (see `job::secrets`).
+    pub(crate) secrets_dir: PathBuf,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) seed: SeedTarget,
@@ -671,6 +674,7 @@ impl Layers {
             ca_bundle: self.optional("ca_bundle", |s| Ok(PathBuf::from(s)))?,
             deadline: self.parsed("deadline", parse_duration)?,
             state_dir: self.parsed("state_dir", absolute)?,
+            secrets_dir: self.parsed("secrets_dir", absolute)?,
             connect_timeout: self.parsed("connect_timeout", parse_duration)?,
             read_timeout: self.parsed("read_timeout", parse_duration)?,
             seed: SeedTarget {
@@ -816,7 +820,7 @@ fn parse_region(s: &str) -> anyhow::Result<String> {
     dns_label(s).context("a region is a lowercase DNS label such as \"fsn1\"")
 }
 
-fn dns_label(s: &str) -> anyhow::Result<String> {
+pub(crate) fn dns_label(s: &str) -> anyhow::Result<String> {
     let ok = (1..=63).contains(&s.len())
         && s.bytes()
             .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-'))
@@ -828,7 +832,7 @@ fn dns_label(s: &str) -> anyhow::Result<String> {
     Ok(s.to_string())
 }
 
-fn dns_subdomain(s: &str) -> anyhow::Result<String> {
+pub(crate) fn dns_subdomain(s: &str) -> anyhow::Result<String> {
     if s.len() > 253 || s.split('.').any(|l| dns_label(l).is_err()) {
         bail!("{s:?} is not a valid Kubernetes object name");
     }
@@ -844,7 +848,7 @@ fn helm_release_name(s: &str) -> anyhow::Result<String> {
     Ok(name)
 }
 
-fn secret_key(s: &str) -> anyhow::Result<String> {
+pub(crate) fn secret_key(s: &str) -> anyhow::Result<String> {
     let ok = (1..=253).contains(&s.len())
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));

@@ -1,6 +1,6 @@
-//! The bootstrap job: wait for the API server, then deliver the kubeconfig
-//! and write the seed side by side, recording each step so a restart
-//! resumes where this run stopped.
+//! The bootstrap job: wait for the API server, then deliver the kubeconfig,
+//! write the seed and apply the bootstrap Secrets side by side, recording
+//! each step so a restart resumes where this run stopped.
 //!
 //! Each phase returns its outcome (see `outcome`), which says how it reads;
 //! `report::Teller` tells it to the journal, STATUS= and the state file.
@@ -9,6 +9,7 @@ pub(crate) mod kubeconfig;
 pub(crate) mod lease;
 pub(crate) mod outcome;
 pub(crate) mod preflight;
+pub(crate) mod secrets;
 pub(crate) mod seed;
 
 use anyhow::Context;
@@ -16,8 +17,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::lease::{Claim, Coordinator};
-use self::outcome::{Address, Checked, Claimed, Delivered, Ready, Seeded, Sending};
+use self::outcome::{
+    Address, Checked, Claimed, Delivered, Ready, SecretStep, SecretsApplied, Seeded, Sending,
+};
 use self::preflight::{Check, Passed};
+use self::secrets::Bundle;
 use crate::config::{AddressSource, Config, Preflight, PublicAddress};
 use crate::exit::Exit;
 use crate::peers::api::CatalystApi;
@@ -26,7 +30,7 @@ use crate::peers::metadata::Metadata;
 use crate::peers::retry::RetryPolicy;
 use crate::report::events::Events;
 use crate::report::notify::Notifier;
-use crate::report::state::{Outcome, Phase, Store};
+use crate::report::state::{Outcome, Phase, State, Store};
 use crate::report::untrusted::Untrusted;
 use crate::report::{Ended, Teller};
 
@@ -42,12 +46,34 @@ impl Job<'_> {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let deadline = Instant::now() + self.config.deadline;
         let state = self.store.snapshot();
-        let kubeconfig_done = state.kubeconfig.outcome == Outcome::Done;
-        let seed_done = state.seed.outcome == Outcome::Done;
+        // Bad manifests stop the run before anything is sent.
+        let bundle = Bundle::load(&self.config.secrets_dir, &state.applied)?;
 
         let ready = self.phase(Phase::Wait, self.wait(deadline)).await?;
         // From here on, outcomes are Kubernetes Events too.
         self.events.attach(ready.cluster.clone());
+        // Every control-plane node applies its own files (the apply is
+        // idempotent), Lease or not; the PUT never waits for them.
+        let (work, applied) = tokio::join!(
+            self.coordinated(&ready, &state, deadline),
+            self.secrets(&ready.cluster, bundle, &state, deadline)
+        );
+        work?;
+        applied?;
+        self.store.mark_done()?;
+        Ok(())
+    }
+
+    /// The Lease, then the kubeconfig and the seed (or learning that
+    /// another node did them).
+    async fn coordinated(
+        &self,
+        ready: &Ready,
+        state: &State,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
+        let kubeconfig_done = state.kubeconfig.outcome == Outcome::Done;
+        let seed_done = state.seed.outcome == Outcome::Done;
         let coordinator = Coordinator {
             cluster: &ready.cluster,
             node: &self.config.node_name,
@@ -63,7 +89,6 @@ impl Job<'_> {
                 let detail = Claimed::done_elsewhere(&node);
                 self.teller().settled(Phase::Kubeconfig, &detail)?;
                 self.teller().settled(Phase::Seed, &detail)?;
-                self.store.mark_done()?;
                 return Ok(());
             }
         };
@@ -72,7 +97,7 @@ impl Job<'_> {
                 tracing::info!("kubeconfig was delivered by an earlier run; not sending it again");
                 return Ok(());
             }
-            self.phase(Phase::Kubeconfig, self.deliver(&ready, deadline))
+            self.phase(Phase::Kubeconfig, self.deliver(ready, deadline))
                 .await
                 .map(drop)
         };
@@ -102,8 +127,79 @@ impl Job<'_> {
         {
             tracing::warn!("{e:#}");
         }
-        self.store.mark_done()?;
         Ok(())
+    }
+
+    /// The bootstrap Secrets phase, when there is anything to do.
+    async fn secrets(
+        &self,
+        cluster: &Cluster,
+        bundle: Bundle,
+        state: &State,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
+        if bundle.is_empty() {
+            if state.secrets.outcome != Outcome::Done {
+                let none = SecretsApplied {
+                    dir: bundle.dir,
+                    applied: Vec::new(),
+                    leftovers: 0,
+                };
+                self.teller().settled(Phase::Secrets, &none.detail())?;
+            }
+            return Ok(());
+        }
+        self.phase(Phase::Secrets, self.apply(cluster, bundle, deadline))
+            .await
+            .map(drop)
+    }
+
+    /// Each Secret applied, recorded, and its file overwritten and removed;
+    /// then what earlier runs left.
+    async fn apply(
+        &self,
+        cluster: &Cluster,
+        bundle: Bundle,
+        deadline: Instant,
+    ) -> anyhow::Result<SecretsApplied> {
+        let mut applied = Vec::new();
+        for manifest in &bundle.manifests {
+            let secret = manifest.secret();
+            let file = bundle.dir.join(&manifest.file);
+            let what = format!("applying Secret {secret} from {}", file.display());
+            self.teller()
+                .request(Phase::Secrets, &what)
+                .step(&self.config.retry, deadline)
+                .retry(|_| secrets::apply(cluster, manifest))
+                .await?;
+            self.store.applied(&manifest.file, &secret)?;
+            self.teller().tell(&SecretStep {
+                secret: &secret,
+                file: &file,
+                removed: false,
+            });
+            secrets::remove(&bundle.dir, &manifest.file)?;
+            self.store.removed(&manifest.file)?;
+            self.teller().tell(&SecretStep {
+                secret: &secret,
+                file: &file,
+                removed: true,
+            });
+            applied.push(secret);
+        }
+        for file in &bundle.leftovers {
+            secrets::remove(&bundle.dir, file)?;
+            self.store.removed(file)?;
+            tracing::info!(
+                "{} was left by an earlier run after its Secret was applied; removed it",
+                bundle.dir.join(file).display()
+            );
+        }
+        Ok(SecretsApplied {
+            dir: bundle.dir,
+            applied,
+            leftovers: bundle.leftovers.len(),
+        })
     }
 
     fn teller(&self) -> Teller<'_> {

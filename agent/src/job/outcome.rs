@@ -299,3 +299,75 @@ impl Ended for Seeded<'_> {
         }
     }
 }
+
+/// One bootstrap Secret, applied from its file (`removed`: and the file
+/// overwritten and removed).
+pub(crate) struct SecretStep<'a> {
+    pub(crate) secret: &'a str,
+    pub(crate) file: &'a std::path::Path,
+    pub(crate) removed: bool,
+}
+
+impl Told for SecretStep<'_> {
+    fn lines(&self) -> Vec<Line> {
+        let (event, text) = if self.removed {
+            (
+                Event::SecretFileRemoved,
+                format!(
+                    "{} overwritten with zeros and removed (Secret {})",
+                    self.file.display(),
+                    self.secret
+                ),
+            )
+        } else {
+            (
+                Event::SecretApplied,
+                format!(
+                    "Secret {} applied from {}",
+                    self.secret,
+                    self.file.display()
+                ),
+            )
+        };
+        vec![Line::Event(event, text)]
+    }
+}
+
+/// The secrets phase: the Secrets applied by this run, and the files of
+/// earlier runs' Secrets removed.
+pub(crate) struct SecretsApplied {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) applied: Vec<String>,
+    pub(crate) leftovers: usize,
+}
+
+impl Told for SecretsApplied {
+    fn lines(&self) -> Vec<Line> {
+        Vec::new()
+    }
+}
+
+impl Ended for SecretsApplied {
+    fn detail(&self) -> String {
+        let mut parts = Vec::new();
+        match self.applied.len() {
+            0 => {}
+            1 => parts.push(format!("Secret {} applied", self.applied[0])),
+            n => parts.push(format!("{n} Secrets applied ({})", self.applied.join(", "))),
+        }
+        if self.leftovers > 0 {
+            parts.push(format!(
+                "{} file(s) of Secrets applied by an earlier run removed",
+                self.leftovers
+            ));
+        }
+        if parts.is_empty() {
+            return format!("no bootstrap Secrets in {}", self.dir.display());
+        }
+        format!(
+            "{}; no file left in {}",
+            parts.join("; "),
+            self.dir.display()
+        )
+    }
+}

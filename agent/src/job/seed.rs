@@ -163,11 +163,7 @@ pub(crate) async fn ensure(
     {
         return Ok(SeedOutcome::Skipped);
     }
-    let namespace =
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}});
-    cluster
-        .create("/api/v1/namespaces", Bytes::from(namespace.to_string()))
-        .await?;
+    cluster.ensure_namespace(&target.namespace).await?;
     let collection = format!("/api/v1/namespaces/{}/secrets", target.namespace);
     if cluster.create(&collection, body.clone()).await? == Created::New {
         return Ok(SeedOutcome::Written);

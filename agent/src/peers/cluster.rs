@@ -308,6 +308,32 @@ impl Cluster {
         .await
     }
 
+    /// Server-side apply of `body` (JSON is YAML) to the object at `path`:
+    /// creates it, or brings the fields `manager` owns to `body`'s values,
+    /// taking over any another manager set (`force`).
+    pub(crate) async fn apply(
+        &self,
+        path: &str,
+        manager: &str,
+        body: Bytes,
+    ) -> Result<Bytes, KubeError> {
+        self.send_with(
+            &self.http,
+            Method::PATCH,
+            &format!("{path}?fieldManager={manager}&force=true"),
+            Some(("application/apply-patch+yaml", body)),
+        )
+        .await
+    }
+
+    /// Creates the namespace unless it exists.
+    pub(crate) async fn ensure_namespace(&self, name: &str) -> Result<(), KubeError> {
+        let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        self.create("/api/v1/namespaces", Bytes::from(namespace.to_string()))
+            .await
+            .map(drop)
+    }
+
     /// POSTs `body` to the collection at `path`; never updates an existing object.
     pub(crate) async fn create(&self, path: &str, body: Bytes) -> Result<Created, KubeError> {
         match self.post(path, body).await {

@@ -159,6 +159,7 @@ fn action(event: Event) -> &'static str {
         Event::LeaseHeld | Event::PeerCompleted => "Lease",
         Event::KubeconfigDelivered | Event::KubeconfigAlreadyCaptured => "Kubeconfig",
         Event::SeedWritten | Event::SeedKept | Event::SeedSkipped => "Seed",
+        Event::SecretApplied | Event::SecretFileRemoved => "Secrets",
         Event::PreflightPassed | Event::PreflightFallback | Event::PreflightIgnored => "Preflight",
         _ => "Bootstrap",
     }
@@ -170,6 +171,7 @@ fn action_of(phase: Phase) -> &'static str {
         Phase::Lease => "Lease",
         Phase::Kubeconfig => "Kubeconfig",
         Phase::Seed => "Seed",
+        Phase::Secrets => "Secrets",
     }
 }
 

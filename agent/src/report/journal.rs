@@ -85,6 +85,8 @@ events! {
     SeedWritten = "c4e83e47d0b2422da84b5910a325a4a5", INFO, cluster, "seed written";
     SeedKept = "b41d16531de94e57aa2dc5c0c72a6221", INFO, cluster, "seed kept (a Secret was already there)";
     SeedSkipped = "c3228eb551ff47308966a17f1cf58340", INFO, cluster, "seed skipped (OpenBao initialised)";
+    SecretApplied = "555e4606595a433098f062ed9275b030", INFO, cluster, "bootstrap Secret applied (server-side apply)";
+    SecretFileRemoved = "5bfd7ed497624e0f8e3ab4b7d6836893", INFO, journal, "a bootstrap Secret's file overwritten with zeros and removed";
     KubeconfigDelivered = "c0af651214a84c2aa716219b3091166e", INFO, cluster, "kubeconfig delivered";
     KubeconfigAlreadyCaptured = "ca8c8dd7732b49659c792b2422db06b1", INFO, cluster, "kubeconfig already captured";
     JobDone = "bb67bfad35d54f23989e2a36509a8f13", INFO, cluster, "job done";

@@ -52,16 +52,33 @@ impl Default for PhaseRecord {
     }
 }
 
+/// A bootstrap Secret this node applied: its file and `namespace/name`.
+/// Never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Applied {
+    pub(crate) file: String,
+    pub(crate) secret: String,
+    /// The file was overwritten and removed.
+    pub(crate) removed: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
     Wait,
     Lease,
     Kubeconfig,
     Seed,
+    Secrets,
 }
 
 impl Phase {
-    pub(crate) const ALL: [Phase; 4] = [Phase::Wait, Phase::Lease, Phase::Kubeconfig, Phase::Seed];
+    pub(crate) const ALL: [Phase; 5] = [
+        Phase::Wait,
+        Phase::Lease,
+        Phase::Kubeconfig,
+        Phase::Seed,
+        Phase::Secrets,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -69,6 +86,7 @@ impl Phase {
             Phase::Lease => "lease",
             Phase::Kubeconfig => "kubeconfig",
             Phase::Seed => "seed",
+            Phase::Secrets => "secrets",
         }
     }
 }
@@ -83,6 +101,12 @@ pub(crate) struct State {
     pub(crate) lease: PhaseRecord,
     pub(crate) kubeconfig: PhaseRecord,
     pub(crate) seed: PhaseRecord,
+    /// Absent from files written before bootstrap Secrets existed.
+    #[serde(default)]
+    pub(crate) secrets: PhaseRecord,
+    /// The bootstrap Secrets applied so far, in the order they were.
+    #[serde(default)]
+    pub(crate) applied: Vec<Applied>,
 }
 
 impl State {
@@ -94,6 +118,8 @@ impl State {
             lease: PhaseRecord::default(),
             kubeconfig: PhaseRecord::default(),
             seed: PhaseRecord::default(),
+            secrets: PhaseRecord::default(),
+            applied: Vec::new(),
         }
     }
 
@@ -103,6 +129,7 @@ impl State {
             Phase::Lease => &self.lease,
             Phase::Kubeconfig => &self.kubeconfig,
             Phase::Seed => &self.seed,
+            Phase::Secrets => &self.secrets,
         }
     }
 
@@ -112,6 +139,7 @@ impl State {
             Phase::Lease => &mut self.lease,
             Phase::Kubeconfig => &mut self.kubeconfig,
             Phase::Seed => &mut self.seed,
+            Phase::Secrets => &mut self.secrets,
         }
     }
 
@@ -243,6 +271,27 @@ impl Store {
         let mut json = serde_json::to_vec_pretty(&*state).expect("state serializes");
         json.push(b'\n');
         write_atomically(&self.dir, STATE_FILE, &json).context(Exit::State)
+    }
+
+    /// Records that the Secret from `file` is applied (before its file goes).
+    pub(crate) fn applied(&self, file: &str, secret: &str) -> anyhow::Result<()> {
+        self.update(|s| {
+            s.applied.retain(|a| a.file != file);
+            s.applied.push(Applied {
+                file: file.to_string(),
+                secret: secret.to_string(),
+                removed: false,
+            });
+        })
+    }
+
+    /// Records that `file` is overwritten and removed.
+    pub(crate) fn removed(&self, file: &str) -> anyhow::Result<()> {
+        self.update(|s| {
+            for a in s.applied.iter_mut().filter(|a| a.file == file) {
+                a.removed = true;
+            }
+        })
     }
 
     /// Marks phases that were running as interrupted (on SIGTERM/SIGINT).
