@@ -133,10 +133,28 @@ fn describe(arch: &'static str, dir: PathBuf) -> Artifacts {
 }
 
 /// Renders cloud-init/catalyst-bootstrap.tftpl as OpenTofu's templatefile()
-/// would for these values.
-pub fn render_cloud_init(values: &[(&str, &str)]) -> String {
+/// would for these values and `bootstrap_secrets` (file name, manifest):
+/// its one `for` directive repeats the block for each, `~}` eating the
+/// line break after the directive.
+pub fn render_cloud_init(values: &[(&str, &str)], secrets: &[(&str, &str)]) -> String {
     let mut text =
         std::fs::read_to_string(root().join("cloud-init/catalyst-bootstrap.tftpl")).unwrap();
+    let (open, close) = ("%{ for f, m in bootstrap_secrets ~}\n", "%{ endfor ~}\n");
+    let start = text
+        .find(open)
+        .expect("the template's bootstrap_secrets loop");
+    let end = text[start..].find(close).expect("its endfor") + start;
+    let block = text[start + open.len()..end].to_string();
+    let repeated: String = secrets
+        .iter()
+        .map(|(file, manifest)| {
+            block.replace("${f}", file).replace(
+                "${jsonencode(m)}",
+                &serde_json::Value::from(*manifest).to_string(),
+            )
+        })
+        .collect();
+    text.replace_range(start..end + close.len(), &repeated);
     for (name, value) in values {
         text = text.replace(&format!("${{{name}}}"), value);
     }

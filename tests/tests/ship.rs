@@ -384,17 +384,20 @@ fn unit_verifies_cleanly_and_is_hardened() {
 /// both arches, each with its package URL and SHA-256.
 fn rendered_snippet(debs: [(&str, &str); 2]) -> String {
     let [(amd64_url, amd64_sha), (arm64_url, arm64_sha)] = debs;
-    render_cloud_init(&[
-        ("deployment_id", "0f1e2d3c4b5a6978"),
-        ("catalyst_api_url", "https://console.openova.io/sovereign"),
-        ("public_address", "203.0.113.10"),
-        ("sovereign_fqdn", "api.sovereign.example.com"),
-        ("kubeconfig_bearer", &"a".repeat(64)),
-        ("agent_deb_url_amd64", amd64_url),
-        ("agent_deb_sha256_amd64", amd64_sha),
-        ("agent_deb_url_arm64", arm64_url),
-        ("agent_deb_sha256_arm64", arm64_sha),
-    ])
+    render_cloud_init(
+        &[
+            ("deployment_id", "0f1e2d3c4b5a6978"),
+            ("catalyst_api_url", "https://console.openova.io/sovereign"),
+            ("public_address", "203.0.113.10"),
+            ("sovereign_fqdn", "api.sovereign.example.com"),
+            ("kubeconfig_bearer", &"a".repeat(64)),
+            ("agent_deb_url_amd64", amd64_url),
+            ("agent_deb_sha256_amd64", amd64_sha),
+            ("agent_deb_url_arm64", arm64_url),
+            ("agent_deb_sha256_arm64", arm64_sha),
+        ],
+        &[],
+    )
 }
 
 const RELEASES: &str = "https://releases.openova.io/catalyst-bootstrap/0.1.0";

@@ -398,24 +398,27 @@ fn boot_with_cloud_init(
     let dropins = dirs.path().join("config.d");
     std::fs::create_dir_all(&seed).unwrap();
     std::fs::create_dir_all(&dropins).unwrap();
-    let user_data = render_cloud_init(&[
-        ("deployment_id", DEPLOYMENT_ID),
-        ("catalyst_api_url", &sb.catalyst.url()),
-        ("public_address", PUBLIC_ADDRESS),
-        ("sovereign_fqdn", SOVEREIGN_FQDN),
-        ("kubeconfig_bearer", &sb.token),
-        (
-            "agent_deb_url_amd64",
-            &format!("{deb_url}/catalyst-bootstrap.deb"),
-        ),
-        ("agent_deb_sha256_amd64", deb_sha256),
-        // The container is amd64: it must not fetch this one.
-        (
-            "agent_deb_url_arm64",
-            &format!("{deb_url}/not-for-this-node.deb"),
-        ),
-        ("agent_deb_sha256_arm64", &"0".repeat(64)),
-    ]);
+    let user_data = render_cloud_init(
+        &[
+            ("deployment_id", DEPLOYMENT_ID),
+            ("catalyst_api_url", &sb.catalyst.url()),
+            ("public_address", PUBLIC_ADDRESS),
+            ("sovereign_fqdn", SOVEREIGN_FQDN),
+            ("kubeconfig_bearer", &sb.token),
+            (
+                "agent_deb_url_amd64",
+                &format!("{deb_url}/catalyst-bootstrap.deb"),
+            ),
+            ("agent_deb_sha256_amd64", deb_sha256),
+            // The container is amd64: it must not fetch this one.
+            (
+                "agent_deb_url_arm64",
+                &format!("{deb_url}/not-for-this-node.deb"),
+            ),
+            ("agent_deb_sha256_arm64", &"0".repeat(64)),
+        ],
+        &[("cloud-credentials", CLOUD_CREDENTIALS)],
+    );
     std::fs::write(seed.join("user-data"), user_data).unwrap();
     std::fs::write(
         seed.join("meta-data"),
@@ -437,6 +440,12 @@ fn boot_with_cloud_init(
     ])
 }
 
+const HCLOUD_TOKEN: &str = "hcloudTokenValue0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN";
+/// base64 of [`HCLOUD_TOKEN`].
+const HCLOUD_TOKEN_B64: &str =
+    "aGNsb3VkVG9rZW5WYWx1ZTAxMjM0NTY3ODlhYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ekFCQ0RFRkdISUpLTE1O";
+const CLOUD_CREDENTIALS: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: cloud-credentials, namespace: flux-system}\nstringData:\n  hcloud-token: hcloudTokenValue0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN\n";
+
 #[test]
 fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     let (_rt, sb) = fakes();
@@ -454,6 +463,17 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     assert!(sb.seed_secret().is_some());
     let mode = c.sh("stat -c %a /etc/catalyst-bootstrap/config.yaml");
     assert_eq!(mode.trim(), "644");
+    // The bootstrap Secret went through the packaged unit's sandbox: applied,
+    // and its file gone.
+    let secret = sb
+        .api
+        .object("/api/v1/namespaces/flux-system/secrets/cloud-credentials")
+        .expect("the bootstrap Secret was applied");
+    assert_eq!(secret["data"]["hcloud-token"], HCLOUD_TOKEN_B64);
+    let left = c.sh("ls -A /etc/catalyst-bootstrap/secrets.d");
+    assert_eq!(left.trim(), "", "files left in secrets.d");
+    let log = c.sh("journalctl -u catalyst-bootstrap --no-pager -o cat");
+    assert!(!log.contains(HCLOUD_TOKEN), "{log}");
     drop(c);
 
     // A tampered download is not installed.
