@@ -1,10 +1,13 @@
 //! A fake Kubernetes API server with the behaviour the agent depends on:
 //! TLS with client-certificate auth, `/readyz` and `/healthz`, namespaces
-//! and Secrets (create, get, JSON merge patch, delete), Terminating
-//! namespaces, `managedFields` on Secrets, and `metav1.Status` errors with
-//! the real reasons, messages and codes; `events.k8s.io/v1` Events
-//! (create with the real validation, list, get).
-//! Faults are scripted per request.
+//! and Secrets (create, get, JSON merge patch, delete), server-side apply
+//! of Secrets and Namespaces (create or update, field ownership in
+//! `managedFields`, conflicts and `force`, removal of fields an applier
+//! dropped), Terminating namespaces, immutable Secrets, and
+//! `metav1.Status` errors with the real reasons, messages and codes;
+//! `events.k8s.io/v1` Events (create with the real validation, list, get).
+//! Faults are scripted per request; requests are recorded with their
+//! query and content type.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +51,9 @@ pub enum Fault {
 pub struct Recorded {
     pub method: Method,
     pub path: String,
+    /// The raw query string, `""` when there is none.
+    pub query: String,
+    pub content_type: String,
     pub body: Option<Value>,
     pub at: std::time::Instant,
 }
@@ -95,8 +101,7 @@ impl FakeApiServer {
         }));
         {
             let mut c = cluster.lock().unwrap();
-            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}, "status": {"phase": "Active"}});
-            let ns = c.stamp(ns);
+            let ns = c.stamp(active_namespace("kube-system"));
             c.objects
                 .insert("/api/v1/namespaces/kube-system".into(), ns);
         }
@@ -196,18 +201,36 @@ users:
     /// namespace, as if a peer or an earlier run had created them.
     pub fn insert_secret(&self, namespace: &str, name: &str, data: Value) {
         self.insert_namespace(namespace);
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace}, "data": data});
         self.insert(
             &format!("/api/v1/namespaces/{namespace}/secrets/{name}"),
-            secret,
+            opaque_secret(namespace, name, data),
+        );
+    }
+
+    /// As `insert_secret`, with every field owned by `manager` through an
+    /// `Update` entry in `managedFields`, as after a `kubectl create` or
+    /// `kubectl edit`: a server-side apply that changes one of those
+    /// fields conflicts with `manager` unless forced.
+    pub fn insert_secret_managed_by(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: Value,
+        manager: &str,
+    ) {
+        self.insert_namespace(namespace);
+        self.insert(
+            &format!("/api/v1/namespaces/{namespace}/secrets/{name}"),
+            managed_by(opaque_secret(namespace, name, data), manager),
         );
     }
 
     /// An Active namespace, as if someone had created it earlier.
     pub fn insert_namespace(&self, name: &str) {
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}});
-        self.insert(&format!("/api/v1/namespaces/{name}"), ns);
+        self.insert(
+            &format!("/api/v1/namespaces/{name}"),
+            active_namespace(name),
+        );
     }
 
     /// `GET path` over HTTPS with the admin client certificate, as any
@@ -298,6 +321,14 @@ users:
 }
 
 impl Cluster {
+    /// Stores a changed object under a new `resourceVersion`.
+    fn store(&mut self, key: &str, mut object: Value) -> Value {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = self.resource_version.to_string().into();
+        self.objects.insert(key.to_string(), object.clone());
+        object
+    }
+
     fn stamp(&mut self, mut object: Value) -> Value {
         self.resource_version += 1;
         let meta = &mut object["metadata"];
@@ -336,17 +367,29 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
             .to_string()
     };
     let content_type = header(http::header::CONTENT_TYPE);
-    // The API server's default field manager: the user agent up to its first '/'.
-    let manager = match header(http::header::USER_AGENT).split('/').next() {
-        Some(m) if !m.is_empty() => m.to_string(),
-        _ => "unknown".to_string(),
+    let query = req.uri().query().unwrap_or("").to_string();
+    // The manager of a write is the `fieldManager` parameter, else the user
+    // agent up to its first '/' (the API server's `managerOrUserAgent`).
+    let manager = match query_param(&query, "fieldManager") {
+        Some(m) if !m.is_empty() => m,
+        _ => match header(http::header::USER_AGENT).split('/').next() {
+            Some(m) if !m.is_empty() => m.to_string(),
+            _ => "unknown".to_string(),
+        },
     };
-    let body: Option<Value> = serde_json::from_slice(req.body()).ok();
+    // An apply body is YAML, of which JSON is a subset.
+    let body: Option<Value> = serde_json::from_slice(req.body()).ok().or_else(|| {
+        (media_type(&content_type) == APPLY)
+            .then(|| serde_saphyr::from_slice(req.body()).ok())
+            .flatten()
+    });
     let fault = {
         let mut c = state.lock().unwrap();
         c.requests.push(Recorded {
             method: method.clone(),
             path: path.clone(),
+            query: query.clone(),
+            content_type: content_type.clone(),
             body: body.clone(),
             at: std::time::Instant::now(),
         });
@@ -399,6 +442,7 @@ async fn handle(state: &Mutex<Cluster>, req: Request<Bytes>) -> Answer {
         let req_info = Req {
             content_type: &content_type,
             manager: &manager,
+            query: &query,
         };
         route(&mut c, &method, &path, req.body(), body, &req_info)
     };
@@ -449,12 +493,38 @@ fn not_found(kind: &str, name: &str) -> (u16, Value) {
     )
 }
 
-/// What `route` needs from the request's headers.
+/// What `route` needs from the request's headers and query.
 struct Req<'a> {
     content_type: &'a str,
-    /// The field manager `managedFields` records.
+    /// The field manager `managedFields` records for a create or update.
     manager: &'a str,
+    /// The raw query string.
+    query: &'a str,
 }
+
+impl Req<'_> {
+    fn param(&self, name: &str) -> Option<String> {
+        query_param(self.query, name)
+    }
+
+    fn media_type(&self) -> &str {
+        media_type(self.content_type)
+    }
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The media type of a `Content-Type`, without its parameters.
+fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+const APPLY: &str = "application/apply-patch+yaml";
+const MERGE: &str = "application/merge-patch+json";
 
 fn route(
     c: &mut Cluster,
@@ -548,10 +618,7 @@ fn route(
                 "namespaces",
                 &name,
                 obj,
-                |o| {
-                    o["spec"] = json!({"finalizers": ["kubernetes"]});
-                    o["status"] = json!({"phase": "Active"});
-                },
+                NAMESPACES.prepare_for_create,
             )
         }
         ("GET", ["api", "v1", "namespaces", ns]) => get(c, path, "namespaces", ns),
@@ -563,28 +630,14 @@ fn route(
             None => not_found("namespaces", ns),
         },
         ("POST", ["api", "v1", "namespaces", ns, "secrets"]) => {
-            let Some(obj) = checked_body(raw, body, "Secret", Some(ns)) else {
+            let Some(mut obj) = checked_body(raw, body, "Secret", Some(ns)) else {
                 return bad_request();
             };
             let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            match c.objects.get(&format!("/api/v1/namespaces/{ns}")) {
-                None => return not_found("namespaces", ns),
-                Some(n) if n["status"]["phase"] == "Terminating" => {
-                    let msg = format!(
-                        "secrets \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
-                    );
-                    return (
-                        403,
-                        status(
-                            403,
-                            "Forbidden",
-                            &msg,
-                            json!({"name": name, "kind": "secrets"}),
-                        ),
-                    );
-                }
-                Some(_) => {}
+            if let Some(refused) = namespace_refusal(c, ns, "secrets", &name) {
+                return refused;
             }
+            string_data_into_data(&mut obj);
             if let Some(refused) = invalid_secret_data(&obj) {
                 return refused;
             }
@@ -596,16 +649,30 @@ fn route(
                 &name,
                 obj,
                 |o| {
-                    if o.get("type").is_none() {
-                        o["type"] = "Opaque".into();
-                    }
-                    o["metadata"]["managedFields"] = json!([managed_entry(req.manager, fields)]);
+                    (SECRETS.defaults)(o);
+                    o["metadata"]["managedFields"] =
+                        json!([managed_entry(req.manager, "Update", fields)]);
                 },
             )
         }
         ("GET", ["api", "v1", "namespaces", _, "secrets", name]) => get(c, path, "secrets", name),
-        ("PATCH", ["api", "v1", "namespaces", _, "secrets", name]) => {
-            patch_secret(c, path, name, raw, req)
+        ("PATCH", ["api", "v1", "namespaces", ns, "secrets", name]) => {
+            let at = Target {
+                key: path,
+                kind: &SECRETS,
+                ns: Some(ns),
+                name,
+            };
+            patch(c, at, raw, req)
+        }
+        ("PATCH", ["api", "v1", "namespaces", name]) => {
+            let at = Target {
+                key: path,
+                kind: &NAMESPACES,
+                ns: None,
+                name,
+            };
+            patch(c, at, raw, req)
         }
         (
             "POST",
@@ -855,15 +922,34 @@ fn openapi_v1() -> Value {
 }
 
 fn bad_request() -> (u16, Value) {
-    (
-        400,
-        status(
-            400,
-            "BadRequest",
-            "the body of the request was in an unknown format",
-            json!({}),
-        ),
-    )
+    bad_request_because("the body of the request was in an unknown format")
+}
+
+fn bad_request_because(message: &str) -> (u16, Value) {
+    (400, status(400, "BadRequest", message, json!({})))
+}
+
+/// The NamespaceLifecycle admission of a create in `ns`: the namespace
+/// must exist and must not be terminating.
+fn namespace_refusal(c: &Cluster, ns: &str, resource: &str, name: &str) -> Option<(u16, Value)> {
+    match c.objects.get(&format!("/api/v1/namespaces/{ns}")) {
+        None => Some(not_found("namespaces", ns)),
+        Some(n) if n["status"]["phase"] == "Terminating" => {
+            let msg = format!(
+                "{resource} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+            );
+            Some((
+                403,
+                status(
+                    403,
+                    "Forbidden",
+                    &msg,
+                    json!({"name": name, "kind": resource}),
+                ),
+            ))
+        }
+        Some(_) => None,
+    }
 }
 
 /// The body parsed, of `kind`, and in the request's namespace if it names one.
@@ -927,10 +1013,7 @@ fn update(c: &mut Cluster, key: &str, kind: &str, name: &str, mut obj: Value) ->
     for field in ["uid", "creationTimestamp"] {
         obj["metadata"][field] = stored["metadata"][field].clone();
     }
-    c.resource_version += 1;
-    obj["metadata"]["resourceVersion"] = c.resource_version.to_string().into();
-    c.objects.insert(key.to_string(), obj.clone());
-    (200, obj)
+    (200, c.store(key, obj))
 }
 
 fn get(c: &Cluster, key: &str, kind: &str, name: &str) -> (u16, Value) {
@@ -951,15 +1034,19 @@ fn conflict(kind: &str, name: &str) -> (u16, Value) {
     )
 }
 
-/// `PATCH` of a Secret as the API server does it for
-/// `application/merge-patch+json` (RFC 7386): the patch is merged into the
-/// stored object, a `metadata.resourceVersion` in it is a precondition
-/// (stale: 409 Conflict), and the version only moves when something
-/// changed. Strategic merge and JSON patch are not implemented (415, as for
-/// any media type the server does not accept).
-fn patch_secret(c: &mut Cluster, key: &str, name: &str, raw: &[u8], req: &Req) -> (u16, Value) {
-    let media_type = req.content_type.split(';').next().unwrap_or("").trim();
-    if media_type != "application/merge-patch+json" {
+/// `PATCH` of a Secret or a Namespace. The media type picks the mechanism:
+/// server-side apply for both kinds (`apply`), JSON merge patch for
+/// Secrets (`merge_patch_secret`); strategic merge and JSON patch are not
+/// implemented (415, as for any media type the server does not accept).
+/// As in the API server the media type is checked first, then the
+/// `PatchOptions` (`ValidatePatchOptions`).
+fn patch(c: &mut Cluster, at: Target, raw: &[u8], req: &Req) -> (u16, Value) {
+    let Target {
+        key, kind, name, ..
+    } = at;
+    let media_type = req.media_type();
+    let merge = media_type == MERGE && kind.kind == "Secret";
+    if media_type != APPLY && !merge {
         return (
             415,
             status(
@@ -968,12 +1055,60 @@ fn patch_secret(c: &mut Cluster, key: &str, name: &str, raw: &[u8], req: &Req) -
                 &format!(
                     "the body of the request was in an unknown format - accepted media types include: \
                      application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml \
-                     (this fake: application/merge-patch+json only; got {media_type:?})"
+                     (this fake: apply, and merge patch of Secrets; got {media_type:?})"
                 ),
                 json!({}),
             ),
         );
     }
+    if let Some(refused) = invalid_patch_options(req) {
+        return refused;
+    }
+    if merge {
+        merge_patch_secret(c, key, name, raw, req)
+    } else {
+        apply(c, at, raw, req)
+    }
+}
+
+/// `ValidatePatchOptions`: an apply must name its field manager (the API
+/// server has no default for it, unlike for other writes), and `force`
+/// is only for apply. 422 Invalid on `PatchOptions.meta.k8s.io ""`.
+fn invalid_patch_options(req: &Req) -> Option<(u16, Value)> {
+    let (field, reason, why) = if req.media_type() == APPLY {
+        if req.param("fieldManager").is_some_and(|m| !m.is_empty()) {
+            return None;
+        }
+        (
+            "fieldManager",
+            "FieldValueRequired",
+            "Required value: is required for apply patch",
+        )
+    } else {
+        req.param("force")?;
+        (
+            "force",
+            "FieldValueForbidden",
+            "Forbidden: may not be specified for non-apply patch",
+        )
+    };
+    let msg = format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {why}");
+    let details = json!({"group": "meta.k8s.io", "kind": "PatchOptions",
+                         "causes": [{"reason": reason, "message": why, "field": field}]});
+    Some((422, status(422, "Invalid", &msg, details)))
+}
+
+/// JSON merge patch (RFC 7386) of a Secret: the patch is merged into the
+/// stored object, a `metadata.resourceVersion` in it is a precondition
+/// (stale: 409 Conflict), and the version only moves when something
+/// changed.
+fn merge_patch_secret(
+    c: &mut Cluster,
+    key: &str,
+    name: &str,
+    raw: &[u8],
+    req: &Req,
+) -> (u16, Value) {
     let Some(stored) = c.objects.get(key) else {
         return not_found("secrets", name);
     };
@@ -991,18 +1126,14 @@ fn patch_secret(c: &mut Cluster, key: &str, name: &str, raw: &[u8], req: &Req) -
     merge_patch(&mut merged, &patch);
     for field in ["name", "namespace", "uid"] {
         if merged["metadata"][field] != stored["metadata"][field] {
-            return (
-                400,
-                status(
-                    400,
-                    "BadRequest",
-                    &format!("metadata.{field} cannot be changed by a patch"),
-                    json!({}),
-                ),
-            );
+            return bad_request_because(&format!("metadata.{field} cannot be changed by a patch"));
         }
     }
+    string_data_into_data(&mut merged);
     if let Some(refused) = invalid_secret_data(&merged) {
+        return refused;
+    }
+    if let Some(refused) = secret_update_refusal(stored, &merged, name) {
         return refused;
     }
     if merged == *stored {
@@ -1013,15 +1144,403 @@ fn patch_secret(c: &mut Cluster, key: &str, name: &str, raw: &[u8], req: &Req) -
     if let Some(meta) = fields["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
-    let entry = managed_entry(req.manager, fields_v1(&fields));
+    let entry = managed_entry(req.manager, "Update", fields_v1(&fields));
     match merged["metadata"]["managedFields"].as_array_mut() {
         Some(entries) => entries.push(entry),
         None => merged["metadata"]["managedFields"] = json!([entry]),
     }
-    c.resource_version += 1;
-    merged["metadata"]["resourceVersion"] = c.resource_version.to_string().into();
-    c.objects.insert(key.to_string(), merged.clone());
-    (200, merged)
+    (200, c.store(key, merged))
+}
+
+/// The object a `PATCH` is about.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    /// Its path, the key in `Cluster::objects`.
+    key: &'a str,
+    kind: &'a ApplyKind,
+    /// Its namespace; `None` for a cluster-scoped kind.
+    ns: Option<&'a str>,
+    name: &'a str,
+}
+
+/// What server-side apply needs to know of a kind beyond field ownership.
+struct ApplyKind {
+    kind: &'static str,
+    resource: &'static str,
+    /// Defaulting, on every write.
+    defaults: fn(&mut Value),
+    /// The strategy's `PrepareForCreate`.
+    prepare_for_create: fn(&mut Value),
+    /// The strategy's `ValidateUpdate`, given the stored and the new object.
+    validate_update: fn(&Value, &Value, &str) -> Option<(u16, Value)>,
+}
+
+const SECRETS: ApplyKind = ApplyKind {
+    kind: "Secret",
+    resource: "secrets",
+    defaults: |o| {
+        if o.get("type").is_none() {
+            o["type"] = "Opaque".into();
+        }
+    },
+    prepare_for_create: |_| {},
+    validate_update: secret_update_refusal,
+};
+
+const NAMESPACES: ApplyKind = ApplyKind {
+    kind: "Namespace",
+    resource: "namespaces",
+    defaults: |_| {},
+    prepare_for_create: |o| {
+        o["spec"] = json!({"finalizers": ["kubernetes"]});
+        o["status"] = json!({"phase": "Active"});
+    },
+    validate_update: |_, _, _| None,
+};
+
+/// A field as a path of keys from the object's root (`["data", "token"]`).
+type FieldPath = Vec<String>;
+
+/// Server-side apply (`application/apply-patch+yaml`), as the API server's
+/// field manager does it (see kubernetes.io, "Server-Side Apply"):
+/// - absent object: created (201) from the applied configuration, the
+///   applier owning its fields through an `Apply` entry in `managedFields`;
+/// - a field of the configuration owned by another manager (any other
+///   entry, `Update` or `Apply`) whose value the apply would change is a
+///   conflict: 409 without `force`, with `force` the field changes owner;
+/// - fields the applier applied before and now omits are removed, unless
+///   another manager owns them too;
+/// - nothing changed: the stored object as it is, same `resourceVersion`.
+///
+/// No `last-applied-configuration` annotation: that is client-side apply.
+fn apply(c: &mut Cluster, at: Target, raw: &[u8], req: &Req) -> (u16, Value) {
+    let Target {
+        key,
+        kind,
+        ns,
+        name,
+    } = at;
+    let manager = req.param("fieldManager").unwrap_or_default();
+    // Convert_Slice_string_To_Pointer_bool: only "0" and "false" are false.
+    let force = req
+        .param("force")
+        .is_some_and(|f| f != "0" && !f.eq_ignore_ascii_case("false"));
+    let config = if raw.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_saphyr::from_slice::<Value>(raw) {
+            Ok(config @ Value::Object(_)) => config,
+            Ok(_) => return bad_request_because("error decoding YAML: not a mapping"),
+            Err(e) => return bad_request_because(&format!("error decoding YAML: {e}")),
+        }
+    };
+    // versionCheckManager: the configuration's group, version and kind
+    // must be the endpoint's.
+    let api_version = config["apiVersion"].as_str().unwrap_or("");
+    let config_kind = config["kind"].as_str().unwrap_or("");
+    if api_version != "v1" || config_kind != kind.kind {
+        let group_version = match api_version.split_once('/') {
+            Some(_) => api_version.to_string(),
+            None => format!("/{api_version}"),
+        };
+        return bad_request_because(&format!(
+            "invalid object type: {group_version}, Kind={config_kind}"
+        ));
+    }
+    if !config["metadata"]["managedFields"].is_null() {
+        return bad_request_because("metadata.managedFields must be nil");
+    }
+    // checkName, on the object the apply produces.
+    let given = config["metadata"]["name"].as_str().unwrap_or("");
+    if given != name {
+        return bad_request_because(&format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        ));
+    }
+    if let (Some(ns), Some(given)) = (ns, config["metadata"]["namespace"].as_str())
+        && !given.is_empty()
+        && given != ns
+    {
+        return bad_request_because(&format!(
+            "the namespace of the object ({given}) does not match the namespace on the request ({ns})"
+        ));
+    }
+    // Ownership is of the configuration as applied: `stringData` stays in
+    // the applier's fields though it is never stored (the known snag of
+    // stringData with server-side apply, kubernetes/kubernetes#118519).
+    let applied = fields_v1(&config);
+    let mut desired = config.clone();
+    string_data_into_data(&mut desired);
+    if let Some(refused) = invalid_secret_data(&desired) {
+        return refused;
+    }
+    let Some(live) = c.objects.get(key).cloned() else {
+        if let Some(refused) = ns.and_then(|ns| namespace_refusal(c, ns, kind.resource, name)) {
+            return refused;
+        }
+        let entry = managed_entry(&manager, "Apply", applied);
+        return create(c, key, kind.resource, name, desired, |o| {
+            if let Some(ns) = ns {
+                o["metadata"]["namespace"] = ns.into();
+            }
+            (kind.defaults)(o);
+            (kind.prepare_for_create)(o);
+            o["metadata"]["managedFields"] = json!([entry]);
+        });
+    };
+
+    let mut entries = live["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mine = |e: &Value| e["manager"] == manager.as_str() && e["operation"] == "Apply";
+    let mut conflicts: Vec<(usize, FieldPath)> = Vec::new();
+    for path in field_paths(&applied, true) {
+        // Setting a field to the value it has is no conflict: the field
+        // becomes shared.
+        if value_at(&live, &path) == value_at(&config, &path) {
+            continue;
+        }
+        for (i, entry) in entries.iter().enumerate() {
+            if !mine(entry) && owns(&entry["fieldsV1"], &path) {
+                conflicts.push((i, path.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return apply_conflict(&entries, &conflicts);
+    }
+    for (i, path) in &conflicts {
+        disown(&mut entries[*i]["fieldsV1"], path);
+    }
+
+    let previous = entries
+        .iter()
+        .find(|e| mine(e))
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or_else(|| json!({}));
+    let kept = field_paths(&applied, false);
+    let mut dropped: Vec<FieldPath> = field_paths(&previous, false)
+        .into_iter()
+        .filter(|p| !kept.contains(p))
+        .filter(|p| !entries.iter().any(|e| !mine(e) && owns(&e["fieldsV1"], p)))
+        .collect();
+    // Deepest first, so that a map whose last key goes is then empty.
+    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut merged = live.clone();
+    for path in &dropped {
+        remove_value(&mut merged, path);
+    }
+    // Status is not the main resource's to write (PrepareForUpdate).
+    if let Some(fields) = desired.as_object_mut() {
+        fields.remove("status");
+    }
+    merge_patch(&mut merged, &desired);
+    (kind.defaults)(&mut merged);
+
+    let entry = managed_entry(&manager, "Apply", applied);
+    match entries.iter().position(mine) {
+        Some(i) => entries[i] = entry,
+        None => entries.push(entry),
+    }
+    // A manager left owning nothing is no longer listed.
+    entries.retain(|e| e["fieldsV1"].as_object().is_some_and(|f| !f.is_empty()));
+    merged["metadata"]["managedFields"] = Value::Array(entries);
+
+    if let Some(refused) = (kind.validate_update)(&live, &merged, name) {
+        return refused;
+    }
+    if merged == live {
+        return (200, live);
+    }
+    (200, c.store(key, merged))
+}
+
+/// The conflict error of an apply, as `NewConflictError` words it: one
+/// conflict on one line, several grouped by manager, and a
+/// `FieldManagerConflict` cause per field.
+fn apply_conflict(entries: &[Value], conflicts: &[(usize, FieldPath)]) -> (u16, Value) {
+    // printManager: an Update entry says which version it wrote, and when.
+    let who = |e: &Value| {
+        let manager = format!("{:?}", e["manager"].as_str().unwrap_or(""));
+        let version = e["apiVersion"].as_str().unwrap_or("");
+        match (e["operation"].as_str(), e["time"].as_str()) {
+            (Some("Update"), Some(time)) => format!("{manager} using {version} at {time}"),
+            (Some("Update"), None) => format!("{manager} using {version}"),
+            _ => manager,
+        }
+    };
+    let dotted = |path: &FieldPath| path.iter().map(|k| format!(".{k}")).collect::<String>();
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(i, path)| {
+            json!({"type": "FieldManagerConflict", "message": format!("conflict with {}", who(&entries[*i])),
+                   "field": dotted(path)})
+        })
+        .collect();
+    let message = if let [(i, path)] = conflicts {
+        format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            who(&entries[*i]),
+            dotted(path)
+        )
+    } else {
+        // Sorted by the manager's key: an applier's is its name, an
+        // updater's a JSON object, which sorts after any name.
+        let mut by_manager: BTreeMap<(bool, String), Vec<&FieldPath>> = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        for (i, path) in conflicts {
+            let e = &entries[*i];
+            let id = (
+                e["operation"] != "Apply",
+                e["manager"].as_str().unwrap_or("").to_string(),
+            );
+            names.insert(id.clone(), who(e));
+            by_manager.entry(id).or_default().push(path);
+        }
+        let mut lines = Vec::new();
+        for (id, paths) in &by_manager {
+            lines.push(format!("conflicts with {}:", names[id]));
+            lines.extend(paths.iter().map(|p| format!("- {}", dotted(p))));
+        }
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            lines.join("\n")
+        )
+    };
+    (
+        409,
+        status(409, "Conflict", &message, json!({"causes": causes})),
+    )
+}
+
+/// The fields a `fieldsV1` set names: its leaves, and with `leaves_only`
+/// false also the maps it owns as such (`"."`).
+fn field_paths(set: &Value, leaves_only: bool) -> Vec<FieldPath> {
+    fn walk(node: &Value, prefix: &mut FieldPath, leaves_only: bool, out: &mut Vec<FieldPath>) {
+        let children: Vec<(&str, &Value)> = node
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.strip_prefix("f:")?, v)))
+            .collect();
+        let owned_map = !leaves_only && node.get(".").is_some();
+        if !prefix.is_empty() && (children.is_empty() || owned_map) {
+            out.push(prefix.clone());
+        }
+        for (k, v) in children {
+            prefix.push(k.to_string());
+            walk(v, prefix, leaves_only, out);
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(set, &mut Vec::new(), leaves_only, &mut out);
+    out
+}
+
+/// Whether the `fieldsV1` set names the field at `path`.
+fn owns(set: &Value, path: &[String]) -> bool {
+    path.iter()
+        .try_fold(set, |node, k| node.get(format!("f:{k}")))
+        .is_some()
+}
+
+/// Takes the field at `path` out of a `fieldsV1` set, and the maps that
+/// held nothing else.
+fn disown(set: &mut Value, path: &[String]) {
+    let (Some((first, rest)), Some(map)) = (path.split_first(), set.as_object_mut()) else {
+        return;
+    };
+    let key = format!("f:{first}");
+    if !rest.is_empty()
+        && let Some(child) = map.get_mut(&key)
+    {
+        disown(child, rest);
+        if child.as_object().is_none_or(|c| !c.is_empty()) {
+            return;
+        }
+    }
+    map.remove(&key);
+}
+
+fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(object, |v, k| v.get(k))
+}
+
+/// Removes the field at `path` from the object: a map only once empty,
+/// since keys in it may be someone else's.
+fn remove_value(object: &mut Value, path: &[String]) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    let Some(map) = parent
+        .iter()
+        .try_fold(object, |v, k| v.get_mut(k))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if map
+        .get(last)
+        .is_some_and(|v| v.as_object().is_none_or(|m| m.is_empty()))
+    {
+        map.remove(last);
+    }
+}
+
+/// The API server stores `stringData` as `data` (base64), each key of
+/// `stringData` winning over the same key of `data`, and never stores
+/// `stringData` itself.
+fn string_data_into_data(secret: &mut Value) {
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|s| s.remove("stringData"))
+    else {
+        return;
+    };
+    for (k, v) in strings {
+        secret["data"][k] = STANDARD.encode(v.as_str().unwrap_or("")).into();
+    }
+}
+
+/// `ValidateSecretUpdate`: the type never changes, and an immutable
+/// Secret keeps its data and stays immutable. 422 Invalid naming each
+/// field at fault.
+fn secret_update_refusal(old: &Value, new: &Value, name: &str) -> Option<(u16, Value)> {
+    const IMMUTABLE: &str = "Forbidden: field is immutable when `immutable` is set";
+    let mut errors: Vec<(&str, &str, String)> = Vec::new();
+    if new["type"] != old["type"] {
+        let message = format!("Invalid value: {}: field is immutable", new["type"]);
+        errors.push(("type", "FieldValueInvalid", message));
+    }
+    if old["immutable"] == true {
+        if new["immutable"] != true {
+            errors.push(("immutable", "FieldValueForbidden", IMMUTABLE.into()));
+        }
+        if new["data"] != old["data"] {
+            errors.push(("data", "FieldValueForbidden", IMMUTABLE.into()));
+        }
+    }
+    let listed: Vec<String> = errors.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
+    let summary = match listed.as_slice() {
+        [] => return None,
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    let causes: Vec<Value> = errors
+        .iter()
+        .map(|(field, reason, message)| json!({"reason": reason, "message": message, "field": field}))
+        .collect();
+    let msg = format!("Secret \"{name}\" is invalid: {summary}");
+    Some((
+        422,
+        status(
+            422,
+            "Invalid",
+            &msg,
+            json!({"name": name, "kind": "Secret", "causes": causes}),
+        ),
+    ))
 }
 
 /// RFC 7386 MergePatch: objects merge key by key, `null` removes a key,
@@ -1044,11 +1563,30 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// A `managedFields` entry as the API server writes it for a create or an
-/// update (patches are updates).
-fn managed_entry(manager: &str, fields: Value) -> Value {
-    json!({"manager": manager, "operation": "Update", "apiVersion": "v1",
+/// A `managedFields` entry as the API server writes it: `operation` is
+/// `Apply` for a server-side apply, `Update` for any other write (a create,
+/// an update, a patch of another type).
+fn managed_entry(manager: &str, operation: &str, fields: Value) -> Value {
+    json!({"manager": manager, "operation": operation, "apiVersion": "v1",
            "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields})
+}
+
+/// `object` with all its fields owned by `manager` through an `Update`.
+fn managed_by(mut object: Value, manager: &str) -> Value {
+    let fields = fields_v1(&object);
+    object["metadata"]["managedFields"] = json!([managed_entry(manager, "Update", fields)]);
+    object
+}
+
+/// An Opaque Secret with `data` (values already base64).
+fn opaque_secret(namespace: &str, name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+           "metadata": {"name": name, "namespace": namespace}, "data": data})
+}
+
+fn active_namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+           "status": {"phase": "Active"}})
 }
 
 /// The `fieldsV1` set of an object: `f:<key>` for every field set, `"."`
@@ -1116,12 +1654,19 @@ mod tests {
     const SECRET: &str = "/api/v1/namespaces/openbao/secrets/s";
 
     fn patch(c: &mut Cluster, content_type: &str, body: &str) -> (u16, Value) {
+        patch_at(c, SECRET, content_type, body)
+    }
+
+    /// `PATCH target` (a path, and a query after `?`), as `handle` routes it.
+    fn patch_at(c: &mut Cluster, target: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let req = Req {
             content_type,
             manager: "catalyst-bootstrap",
+            query,
         };
         let parsed = serde_json::from_str(body).ok();
-        route(c, &Method::PATCH, SECRET, body.as_bytes(), parsed, &req)
+        route(c, &Method::PATCH, path, body.as_bytes(), parsed, &req)
     }
 
     fn cluster_with_secret() -> Cluster {
@@ -1204,5 +1749,334 @@ mod tests {
             json!({"f:data": {".": {}, "f:recovery-seed": {}},
                    "f:metadata": {"f:annotations": {".": {}, "f:a": {}}}, "f:type": {}})
         );
+    }
+
+    const APPLIER: &str = "?fieldManager=catalyst-bootstrap&force=true";
+
+    /// A server-side apply of `config` to `target` (path and query).
+    fn ssa(c: &mut Cluster, target: &str, config: &Value) -> (u16, Value) {
+        patch_at(c, target, APPLY, &config.to_string())
+    }
+
+    /// The Secret the agent applies: `s` in `openbao`, with `data`.
+    fn secret_config(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "s", "namespace": "openbao", "labels": {"app": "openbao"}},
+               "data": data})
+    }
+
+    fn cluster_with_namespace() -> Cluster {
+        let mut c = Cluster::default();
+        let ns = c.stamp(active_namespace("openbao"));
+        c.objects.insert("/api/v1/namespaces/openbao".into(), ns);
+        c
+    }
+
+    fn target(query: &str) -> String {
+        format!("{SECRET}{query}")
+    }
+
+    #[test]
+    fn apply_creates_a_secret_owned_by_the_applier() {
+        let mut c = cluster_with_namespace();
+        let config = secret_config(json!({"token": "QUFB"}));
+        let (code, obj) = ssa(&mut c, &target(APPLIER), &config);
+        assert_eq!(code, 201, "{obj}");
+        assert_eq!(obj["type"], "Opaque");
+        assert_eq!(obj["data"], json!({"token": "QUFB"}));
+        assert_eq!(obj["metadata"]["labels"], json!({"app": "openbao"}));
+        for field in ["uid", "creationTimestamp", "resourceVersion"] {
+            assert!(obj["metadata"][field].is_string(), "{field}: {obj}");
+        }
+        assert_eq!(
+            obj["metadata"]["managedFields"],
+            json!([{"manager": "catalyst-bootstrap", "operation": "Apply", "apiVersion": "v1",
+                    "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:data": {".": {}, "f:token": {}},
+                                 "f:metadata": {"f:labels": {".": {}, "f:app": {}}}}}])
+        );
+        assert!(obj["metadata"].get("annotations").is_none(), "{obj}");
+        assert_eq!(c.objects[SECRET], obj);
+        assert_eq!(c.creations[SECRET], 1);
+    }
+
+    #[test]
+    fn apply_again_updates_what_changed_and_drops_what_was_omitted() {
+        let mut c = cluster_with_namespace();
+        let first = secret_config(json!({"token": "QUFB", "old": "QUFB"}));
+        let (_, created) = ssa(&mut c, &target(APPLIER), &first);
+        let uid = created["metadata"]["uid"].clone();
+        let version = |o: &Value| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+
+        // The same configuration again changes nothing, not even the version.
+        let (code, same) = ssa(&mut c, &target(APPLIER), &first);
+        assert_eq!((code, &same), (200, &created));
+
+        let second = secret_config(json!({"token": "QkJC"}));
+        let (code, updated) = ssa(&mut c, &target(APPLIER), &second);
+        assert_eq!(code, 200, "{updated}");
+        assert_eq!(
+            updated["data"],
+            json!({"token": "QkJC"}),
+            "old was applied, then omitted"
+        );
+        assert_eq!(version(&updated), version(&created) + 1);
+        assert_eq!(updated["metadata"]["uid"], uid);
+        assert_eq!(
+            updated["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            updated["metadata"]["managedFields"][0]["fieldsV1"]["f:data"],
+            json!({".": {}, "f:token": {}})
+        );
+        assert!(
+            updated["metadata"].get("annotations").is_none(),
+            "{updated}"
+        );
+        assert_eq!(c.creations[SECRET], 1);
+    }
+
+    #[test]
+    fn an_omitted_field_another_manager_owns_stays() {
+        let mut c = cluster_with_namespace();
+        ssa(
+            &mut c,
+            &target(APPLIER),
+            &secret_config(json!({"token": "QUFB", "shared": "QUFB"})),
+        );
+        let other = "?fieldManager=other&force=true";
+        let (code, _) = ssa(
+            &mut c,
+            &target(other),
+            &secret_config(json!({"shared": "QUFB"})),
+        );
+        assert_eq!(code, 200);
+        let (_, obj) = ssa(
+            &mut c,
+            &target(APPLIER),
+            &secret_config(json!({"token": "QUFB"})),
+        );
+        assert_eq!(obj["data"], json!({"token": "QUFB", "shared": "QUFB"}));
+    }
+
+    #[test]
+    fn apply_conflicts_with_another_manager_unless_forced() {
+        let mut c = cluster_with_namespace();
+        let stored = c.stamp(managed_by(
+            opaque_secret("openbao", "s", json!({"token": "QUFB"})),
+            "kubectl",
+        ));
+        c.objects.insert(SECRET.into(), stored.clone());
+        let config = secret_config(json!({"token": "QkJC"}));
+
+        let (code, refused) = ssa(&mut c, &target("?fieldManager=catalyst-bootstrap"), &config);
+        assert_eq!((code, refused["reason"].as_str()), (409, Some("Conflict")));
+        let by = r#"conflict with "kubectl" using v1 at 2026-01-01T00:00:00Z"#;
+        assert_eq!(
+            refused["message"],
+            format!("Apply failed with 1 conflict: {by}: .data.token")
+        );
+        assert_eq!(
+            refused["details"]["causes"],
+            json!([{"type": "FieldManagerConflict", "message": by, "field": ".data.token"}])
+        );
+        assert_eq!(c.objects[SECRET], stored, "unchanged");
+        let (code, _) = ssa(
+            &mut c,
+            &target("?fieldManager=catalyst-bootstrap&force=false"),
+            &config,
+        );
+        assert_eq!(code, 409);
+
+        // The same value is no conflict: the field is shared.
+        let (code, shared) = ssa(
+            &mut c,
+            &target("?fieldManager=catalyst-bootstrap"),
+            &secret_config(json!({"token": "QUFB"})),
+        );
+        assert_eq!(code, 200, "{shared}");
+
+        let (code, forced) = ssa(&mut c, &target(APPLIER), &config);
+        assert_eq!(code, 200, "{forced}");
+        assert_eq!(forced["data"], json!({"token": "QkJC"}));
+        let entries = forced["metadata"]["managedFields"].as_array().unwrap();
+        let kubectl = entries.iter().find(|e| e["manager"] == "kubectl").unwrap();
+        assert_eq!(
+            kubectl["fieldsV1"],
+            json!({"f:data": {".": {}}, "f:type": {}}),
+            "token taken over"
+        );
+        let mine = entries
+            .iter()
+            .find(|e| e["manager"] == "catalyst-bootstrap")
+            .unwrap();
+        assert_eq!(mine["operation"], "Apply");
+    }
+
+    #[test]
+    fn conflicts_with_several_managers_are_listed_by_manager() {
+        let entries = vec![
+            managed_entry("kubectl", "Update", json!({})),
+            managed_entry("helm", "Apply", json!({})),
+        ];
+        let path = |k: &str| vec!["data".to_string(), k.to_string()];
+        let (_, refused) =
+            apply_conflict(&entries, &[(0, path("a")), (1, path("b")), (0, path("c"))]);
+        assert_eq!(
+            refused["message"],
+            "Apply failed with 3 conflicts: conflicts with \"helm\":\n- .data.b\n\
+             conflicts with \"kubectl\" using v1 at 2026-01-01T00:00:00Z:\n- .data.a\n- .data.c"
+        );
+    }
+
+    #[test]
+    fn apply_refusals() {
+        let mut c = cluster_with_namespace();
+        let config = secret_config(json!({"token": "QUFB"}));
+        let (code, obj) = ssa(&mut c, SECRET, &config);
+        assert_eq!((code, obj["reason"].as_str()), (422, Some("Invalid")));
+        assert_eq!(
+            obj["message"],
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+        );
+        let (code, obj) = patch_at(&mut c, &target("?force=true"), MERGE, "{}");
+        assert_eq!(code, 422);
+        assert_eq!(
+            obj["message"],
+            "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+        );
+        let mut wrong_kind = config.clone();
+        wrong_kind["kind"] = "ConfigMap".into();
+        let (code, obj) = ssa(&mut c, &target(APPLIER), &wrong_kind);
+        assert_eq!(
+            (code, obj["message"].as_str()),
+            (400, Some("invalid object type: /v1, Kind=ConfigMap"))
+        );
+        let mut wrong_name = config.clone();
+        wrong_name["metadata"]["name"] = "t".into();
+        let (code, obj) = ssa(&mut c, &target(APPLIER), &wrong_name);
+        assert_eq!(
+            (code, obj["message"].as_str()),
+            (
+                400,
+                Some("the name of the object (t) does not match the name on the URL (s)")
+            )
+        );
+        let mut wrong_ns = config.clone();
+        wrong_ns["metadata"]["namespace"] = "other".into();
+        let (code, _) = ssa(&mut c, &target(APPLIER), &wrong_ns);
+        assert_eq!(code, 400);
+        let (code, obj) = patch_at(&mut c, &target(APPLIER), APPLY, "data: [unclosed");
+        assert_eq!(code, 400, "{obj}");
+        assert!(
+            obj["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("error decoding YAML: ")
+        );
+        let (code, _) = ssa(
+            &mut c,
+            &target(APPLIER),
+            &secret_config(json!({"token": "not base64!"})),
+        );
+        assert_eq!(code, 400);
+        assert!(!c.objects.contains_key(SECRET));
+
+        c.objects.clear();
+        let (code, obj) = ssa(&mut c, &target(APPLIER), &config);
+        assert_eq!(
+            (code, obj["message"].as_str()),
+            (404, Some("namespaces \"openbao\" not found"))
+        );
+        let mut c = cluster_with_namespace();
+        c.objects.get_mut("/api/v1/namespaces/openbao").unwrap()["status"]["phase"] =
+            "Terminating".into();
+        let (code, obj) = ssa(&mut c, &target(APPLIER), &config);
+        assert_eq!(
+            (code, obj["message"].as_str()),
+            (
+                403,
+                Some(
+                    "secrets \"s\" is forbidden: unable to create new content in namespace openbao because it is being terminated"
+                )
+            )
+        );
+        assert!(!c.objects.contains_key(SECRET));
+    }
+
+    #[test]
+    fn apply_parses_yaml_and_stores_string_data_as_data() {
+        let mut c = cluster_with_namespace();
+        let yaml =
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  token: AAA\n";
+        let (code, obj) = patch_at(&mut c, &target(APPLIER), APPLY, yaml);
+        assert_eq!(code, 201, "{obj}");
+        assert_eq!(obj["data"], json!({"token": "QUFB"}));
+        assert!(obj.get("stringData").is_none());
+        assert_eq!(obj["metadata"]["namespace"], "openbao");
+    }
+
+    #[test]
+    fn an_immutable_secret_keeps_its_data() {
+        let mut c = cluster_with_namespace();
+        let mut config = secret_config(json!({"token": "QUFB"}));
+        config["immutable"] = true.into();
+        let (code, _) = ssa(&mut c, &target(APPLIER), &config);
+        assert_eq!(code, 201);
+        let (code, _) = ssa(&mut c, &target(APPLIER), &config);
+        assert_eq!(code, 200, "applying the same data again is fine");
+        config["data"]["token"] = "QkJC".into();
+        let (code, obj) = ssa(&mut c, &target(APPLIER), &config);
+        assert_eq!((code, obj["reason"].as_str()), (422, Some("Invalid")));
+        assert_eq!(
+            obj["message"],
+            "Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+        );
+        assert_eq!(c.objects[SECRET]["data"], json!({"token": "QUFB"}));
+        let (code, _) = patch(&mut c, MERGE, r#"{"data":{"token":"QkJC"}}"#);
+        assert_eq!(code, 422, "a merge patch neither");
+    }
+
+    #[test]
+    fn apply_creates_and_keeps_a_namespace() {
+        let mut c = Cluster::default();
+        let path = "/api/v1/namespaces/openbao";
+        let config = json!({"apiVersion": "v1", "kind": "Namespace",
+                            "metadata": {"name": "openbao", "labels": {"team": "platform"}}});
+        let (code, created) = ssa(&mut c, &format!("{path}{APPLIER}"), &config);
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(created["status"], json!({"phase": "Active"}));
+        assert_eq!(created["spec"], json!({"finalizers": ["kubernetes"]}));
+        assert_eq!(
+            created["metadata"]["managedFields"][0]["operation"],
+            "Apply"
+        );
+        let (code, kept) = ssa(&mut c, &format!("{path}{APPLIER}"), &config);
+        assert_eq!((code, &kept), (200, &created));
+        let (code, _) = patch_at(&mut c, path, MERGE, "{}");
+        assert_eq!(code, 415, "only apply for namespaces");
+    }
+
+    #[test]
+    fn field_manager_comes_from_the_query() {
+        assert_eq!(
+            query_param(
+                "fieldManager=catalyst%2Dbootstrap&force=true",
+                "fieldManager"
+            )
+            .as_deref(),
+            Some("catalyst-bootstrap")
+        );
+        assert_eq!(query_param("force=true", "fieldManager"), None);
     }
 }
