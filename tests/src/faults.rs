@@ -38,6 +38,9 @@ pub enum Area {
     Hostile,
     /// Input files that are not regular files.
     Files,
+    /// Bootstrap Secrets: stops at each boundary of the apply, record and
+    /// removal.
+    Secrets,
 }
 
 impl Area {
@@ -49,6 +52,7 @@ impl Area {
             Area::Disk => "disk",
             Area::Hostile => "hostile peer",
             Area::Files => "input file",
+            Area::Secrets => "bootstrap Secrets",
         }
     }
 }
@@ -155,16 +159,36 @@ pub fn unmount(sb: &Sandbox) {
     run(std::process::Command::new("umount").arg(sb.state_dir()));
 }
 
-/// Unmounts a disk case's tmpfs even when the case fails before its resume
-/// step did.
+/// `secrets_dir` as a read-only bind mount of itself: its files can be
+/// read but not overwritten or removed.
+pub fn secrets_read_only(sb: &Sandbox) {
+    require_root();
+    let dir = sb.secrets_dir();
+    run(std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&dir)
+        .arg(&dir));
+    run(std::process::Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(&dir));
+}
+
+pub fn secrets_writable(sb: &Sandbox) {
+    run(std::process::Command::new("umount").arg(sb.secrets_dir()));
+}
+
+/// Unmounts what a case mounted (a disk case's tmpfs, a read-only
+/// `secrets_dir`) even when the case fails before its resume step did.
 pub struct Unmount<'a>(pub &'a Sandbox);
 
 impl Drop for Unmount<'_> {
     fn drop(&mut self) {
-        let mounted = std::fs::read_to_string("/proc/self/mounts")
-            .is_ok_and(|m| m.contains(&format!(" {} ", self.0.state_dir().display())));
-        if mounted {
-            unmount(self.0);
+        for dir in [self.0.state_dir(), self.0.secrets_dir()] {
+            let mounted = std::fs::read_to_string("/proc/self/mounts")
+                .is_ok_and(|m| m.contains(&format!(" {} ", dir.display())));
+            if mounted {
+                run(std::process::Command::new("umount").arg(&dir));
+            }
         }
     }
 }
@@ -320,6 +344,24 @@ pub fn invariants(
             None => *seed = Some(now),
         }
     }
+    // Bootstrap Secrets: after success each holds its file's values and no
+    // file is left; before it, a file goes only once its Secret is written.
+    if sb.has_manifests() {
+        if expected == Some(0) {
+            sb.assert_upstream_secrets();
+        }
+        for file in ["ghcr-pull", "object-storage", "cloud-credentials"] {
+            let gone = !sb.manifests_left().contains(&format!("{file}.yaml"));
+            assert!(
+                !gone
+                    || sb
+                        .api
+                        .object(&format!("/api/v1/namespaces/flux-system/secrets/{file}"))
+                        .is_some(),
+                "{name}: the file of {file} is gone but its Secret was never written"
+            );
+        }
+    }
     // The kubeconfig: captured at most once.
     assert!(
         sb.catalyst.store_count(DEPLOYMENT_ID) <= 1,
@@ -338,7 +380,7 @@ pub fn invariants(
         (Some(0), state) => {
             assert!(done, "{name}: exit 0 without the done stamp");
             let state = state.as_ref().expect("state.json after a successful run");
-            for phase in ["wait", "lease", "kubeconfig", "seed"] {
+            for phase in ["wait", "lease", "kubeconfig", "seed", "secrets"] {
                 assert_eq!(
                     state[phase]["outcome"], "done",
                     "{name}: {phase}: {state:#}"
@@ -349,10 +391,12 @@ pub fn invariants(
             if [65, 69, 70, 76, 77].contains(&code) && !name.starts_with("state_file") =>
         {
             assert!(!done, "{name}: failed but marked done");
-            let failed = ["kubeconfig", "seed", "wait", "lease"].iter().any(|p| {
-                state[p]["outcome"] == "failed"
-                    && state[p]["detail"].as_str().is_some_and(|d| !d.is_empty())
-            });
+            let failed = ["kubeconfig", "seed", "wait", "lease", "secrets"]
+                .iter()
+                .any(|p| {
+                    state[p]["outcome"] == "failed"
+                        && state[p]["detail"].as_str().is_some_and(|d| !d.is_empty())
+                });
             assert!(
                 failed,
                 "{name}: exit {code} but no phase says why: {state:#}"
@@ -360,7 +404,7 @@ pub fn invariants(
         }
         (Some(75), Some(state)) => {
             assert!(!done, "{name}: interrupted but marked done");
-            let interrupted = ["kubeconfig", "seed", "wait", "lease"]
+            let interrupted = ["kubeconfig", "seed", "wait", "lease", "secrets"]
                 .iter()
                 .any(|p| state[p]["outcome"] == "interrupted");
             assert!(
@@ -405,7 +449,7 @@ pub fn invariants(
 pub async fn run_case(case: &Case) {
     let sb = Sandbox::with(case.start);
     (case.setup)(&sb);
-    let _unmount = (case.area == Area::Disk).then(|| Unmount(&sb));
+    let _unmount = matches!(case.area, Area::Disk | Area::Secrets).then(|| Unmount(&sb));
     let out = drive(&sb, case).await;
     let mut seed = None;
     invariants(&sb, case, &out, case.exit, &mut seed, 0);

@@ -167,7 +167,15 @@ pub struct Sandbox {
     pub trap: PlainServer,
     /// More environment for the agent.
     env: Mutex<Vec<(String, String)>>,
+    /// Values of bootstrap Secrets handed to the agent, which
+    /// [`Sandbox::assert_no_leaks`] looks for too.
+    values: Mutex<Vec<String>>,
 }
+
+/// Values in [`Sandbox::write_upstream_secrets`]'s manifests.
+pub const GHCR_TOKEN: &str = "ghp_registryPullToken0123456789abcdefABCDEF";
+pub const S3_SECRET: &str = "s3SecretAccessKey0123456789abcdefghijklmnop";
+pub const HCLOUD_TOKEN: &str = "hcloudApiToken0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN";
 
 /// How the sandbox starts.
 #[derive(Clone, Copy)]
@@ -235,6 +243,7 @@ impl Sandbox {
             token,
             trap: PlainServer::start(vec![(204, Vec::new())]),
             env: Mutex::new(Vec::new()),
+            values: Mutex::new(Vec::new()),
         };
         std::fs::write(sandbox.path("ca.pem"), &sandbox.pki.ca_pem).unwrap();
         sandbox.write_secret_file("bearer", &format!("{}\n", sandbox.token));
@@ -306,6 +315,115 @@ impl Sandbox {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 
+    /// The agent's `secrets_dir`.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.path("secrets.d")
+    }
+
+    /// Writes a bootstrap Secret manifest `file` into `secrets_dir` with
+    /// mode 0600; `values` are the secret values in it, for
+    /// [`Sandbox::assert_no_leaks`].
+    pub fn write_manifest(&self, file: &str, manifest: &str, values: &[&str]) {
+        let dir = self.secrets_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(file);
+        std::fs::write(&path, manifest).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        self.values
+            .lock()
+            .unwrap()
+            .extend(values.iter().map(|v| v.to_string()));
+    }
+
+    /// The three Secrets the OpenOva control-plane cloud-init applied with
+    /// `kubectl apply`, as manifests in `secrets_dir`.
+    pub fn write_upstream_secrets(&self) {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let auth = b64.encode(format!("openova-bot:{GHCR_TOKEN}"));
+        let dockerconfig = format!(
+            r#"{{"auths":{{"ghcr.io":{{"username":"openova-bot","password":"{GHCR_TOKEN}","auth":"{auth}"}}}}}}"#
+        );
+        self.write_manifest(
+            "ghcr-pull.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: ghcr-pull\n  namespace: flux-system\n\
+                 type: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {}\n",
+                b64.encode(&dockerconfig)
+            ),
+            &[GHCR_TOKEN, &auth],
+        );
+        self.write_manifest(
+            "object-storage.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: object-storage, namespace: flux-system}}\n\
+                 stringData:\n  endpoint: https://fsn1.your-objectstorage.com\n  bucket: sovereign-0f1e\n\
+                 \x20 access-key: ACCESSKEY0123456789\n  secret-key: {S3_SECRET}\n"
+            ),
+            &[S3_SECRET],
+        );
+        self.write_manifest(
+            "cloud-credentials.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: cloud-credentials, namespace: flux-system, \
+                 labels: {{app.kubernetes.io/part-of: catalyst}}}}\nstringData: {{hcloud-token: {HCLOUD_TOKEN}}}\n"
+            ),
+            &[HCLOUD_TOKEN],
+        );
+    }
+
+    /// The value of `key` in Secret `flux-system/<name>`, decoded.
+    pub fn bootstrap_value(&self, name: &str, key: &str) -> Option<String> {
+        use base64::Engine;
+        let secret = self
+            .api
+            .object(&format!("/api/v1/namespaces/flux-system/secrets/{name}"))?;
+        let wire = secret["data"][key].as_str()?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(wire)
+            .ok()?;
+        String::from_utf8(raw).ok()
+    }
+
+    /// The files left in `secrets_dir`.
+    pub fn manifests_left(&self) -> Vec<String> {
+        let mut left: Vec<String> = std::fs::read_dir(self.secrets_dir())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        left.sort();
+        left
+    }
+
+    /// After [`Sandbox::write_upstream_secrets`] and a successful run: each
+    /// Secret holds its file's values, and no file is left.
+    pub fn assert_upstream_secrets(&self) {
+        let got = (
+            self.bootstrap_value("ghcr-pull", ".dockerconfigjson")
+                .is_some_and(|v| v.contains(GHCR_TOKEN)),
+            self.bootstrap_value("object-storage", "secret-key"),
+            self.bootstrap_value("cloud-credentials", "hcloud-token"),
+        );
+        assert_eq!(
+            got,
+            (true, Some(S3_SECRET.into()), Some(HCLOUD_TOKEN.into())),
+            "the Secrets do not hold the files' values"
+        );
+        assert!(
+            self.manifests_left().is_empty(),
+            "files left in secrets_dir: {:?}",
+            self.manifests_left()
+        );
+    }
+
+    /// Whether bootstrap Secret manifests were handed to the agent.
+    pub fn has_manifests(&self) -> bool {
+        !self.values.lock().unwrap().is_empty()
+    }
+
     pub fn write_kubeconfig(&self) {
         self.write_secret_file("k3s.yaml", &self.api.kubeconfig());
     }
@@ -324,6 +442,7 @@ kubeconfig: {kubeconfig}
 token_file: {token}
 ca_bundle: {ca}
 state_dir: {state}
+secrets_dir: {secrets}
 deadline: {deadline}
 retry:
   initial_delay: {initial}
@@ -339,6 +458,7 @@ retry:
             token = self.token_path().display(),
             ca = self.path("ca.pem").display(),
             state = self.state_dir().display(),
+            secrets = self.secrets_dir().display(),
         );
         std::fs::write(self.config_path(), config).unwrap();
     }
@@ -471,6 +591,10 @@ retry:
             .filter(|l| !l.starts_with("-----"))
             .collect();
         secrets.push(("client key", key_body));
+        for value in self.values.lock().unwrap().iter() {
+            secrets.push(("a bootstrap Secret's value", value.clone()));
+            secrets.push(("a bootstrap Secret's value (base64)", b64.encode(value)));
+        }
         secrets.push(("client key (base64)", b64.encode(&self.pki.client.key_pem)));
 
         let mut haystacks: Vec<(String, String)> = outputs

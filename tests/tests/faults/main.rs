@@ -16,6 +16,7 @@ mod files;
 mod hostile;
 mod kubernetes;
 mod process;
+mod secrets;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ fn cases() -> impl Iterator<Item = &'static Case> {
         disk::CASES,
         hostile::CASES,
         files::CASES,
+        secrets::CASES,
     ]
     .into_iter()
     .flatten()
@@ -70,6 +72,11 @@ async fn hostile_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_files() {
     run_area(cases(), Area::Files).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_secrets() {
+    run_area(cases(), Area::Secrets).await;
 }
 
 /// The scan is not blind to the journal: a token logged there is found.

@@ -18,6 +18,7 @@ mod adoption;
 mod job;
 mod kubeconfig;
 mod lease;
+mod secrets;
 mod seed;
 mod status;
 mod wait;
