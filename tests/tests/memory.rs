@@ -1,5 +1,6 @@
-//! What the agent's memory holds: no copy of the seed outside locked pages
-//! while the seed phase runs, none at all after it; the process is
+//! What the agent's memory holds: no copy of the seed (or of a bootstrap
+//! Secret's value) outside locked pages while its phase runs, none at all
+//! after it; the process is
 //! non-dumpable and cannot dump core; argv and environment hold no secret.
 //! Reading another process's memory needs root.
 
@@ -11,7 +12,9 @@ use base64::engine::general_purpose::STANDARD;
 use catalyst_bootstrap_tests::apiserver::Fault;
 use catalyst_bootstrap_tests::catalyst::Step;
 use catalyst_bootstrap_tests::memory::{Hit, find, status_field};
-use catalyst_bootstrap_tests::sandbox::{Agent, Sandbox, Signal, patience};
+use catalyst_bootstrap_tests::sandbox::{
+    Agent, GHCR_TOKEN, HCLOUD_TOKEN, S3_SECRET, Sandbox, Signal, patience,
+};
 use catalyst_bootstrap_tests::ship::{require_root, run};
 use http::Method;
 
@@ -40,14 +43,21 @@ fn scan(pid: i32, forms: &[(&'static str, Vec<u8>)]) -> Vec<(&'static str, Hit)>
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_copy_of_the_seed_outside_locked_memory() {
-    require_root();
-    let sb = Sandbox::new();
+/// The agent on `sb`, as `nobody`, which owns the sandbox.
+fn spawn_as_nobody(sb: &Sandbox) -> Agent {
     run(std::process::Command::new("chown")
         .arg("-R")
         .arg(format!("{NOBODY}:{NOBODY}"))
         .arg(sb.dir.path()));
+    let mut cmd = sb.command(&["run"]);
+    cmd.uid(NOBODY).gid(NOBODY);
+    Agent::spawn(cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_copy_of_the_seed_outside_locked_memory() {
+    require_root();
+    let sb = Sandbox::new();
     // The API server sits on the Secret create for a while (the seed is
     // alive), then catalyst-api on the PUT (the seed phase is over).
     // Per-read timeouts above the held-open create: the agent must wait it
@@ -62,9 +72,7 @@ async fn no_copy_of_the_seed_outside_locked_memory() {
         Fault::Delay(patience(Duration::from_secs(8))),
     );
     sb.catalyst.script([Step::Delay(Duration::from_secs(60))]);
-    let mut cmd = sb.command(&["run"]);
-    cmd.uid(NOBODY).gid(NOBODY);
-    let agent = Agent::spawn(cmd);
+    let agent = spawn_as_nobody(&sb);
     let pid = agent.pid();
 
     // While the create is in flight: the body has reached the API server,
@@ -153,6 +161,76 @@ async fn no_copy_of_the_seed_outside_locked_memory() {
             );
         }
     }
+
+    agent.signal(Signal::SIGTERM);
+    let out = agent.finish().await;
+    assert_eq!(out.code, Some(75), "{}", out.stderr);
+    sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
+}
+
+/// A bootstrap Secret's values: outside locked memory neither while its
+/// apply is in flight nor after the phase (the manifest was read into
+/// locked pages; the parsed document was wiped when freed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_copy_of_a_bootstrap_secret_after_its_phase() {
+    require_root();
+    let sb = Sandbox::new();
+    sb.write_upstream_secrets();
+    sb.write_config("connect_timeout: 90s\nread_timeout: 90s\n");
+    let cloud = "/api/v1/namespaces/flux-system/secrets/cloud-credentials";
+    sb.api.fault(
+        Method::PATCH,
+        cloud,
+        1,
+        Fault::Delay(patience(Duration::from_secs(8))),
+    );
+    sb.catalyst.script([Step::Delay(Duration::from_secs(60))]);
+    let agent = spawn_as_nobody(&sb);
+    let pid = agent.pid();
+    let forms: Vec<(&'static str, Vec<u8>)> = vec![
+        ("hcloud token", HCLOUD_TOKEN.as_bytes().to_vec()),
+        (
+            "hcloud token (base64)",
+            STANDARD.encode(HCLOUD_TOKEN).into_bytes(),
+        ),
+        ("S3 secret key", S3_SECRET.as_bytes().to_vec()),
+        (
+            "S3 secret key (base64)",
+            STANDARD.encode(S3_SECRET).into_bytes(),
+        ),
+        ("registry token", GHCR_TOKEN.as_bytes().to_vec()),
+    ];
+
+    // While the apply is held open: the values are in locked pages only.
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |_| {
+            sb.api.count(&Method::PATCH, cloud) > 0
+        })
+        .await;
+    let during = scan(pid, &forms);
+    assert!(
+        !agent.stderr().contains("applied from"),
+        "the scan outlasted the apply; it proves nothing"
+    );
+    let unlocked: Vec<_> = during.iter().filter(|(_, h)| !h.locked).collect();
+    assert!(
+        unlocked.is_empty(),
+        "copies of a bootstrap Secret outside locked memory during its apply: {unlocked:#?}"
+    );
+
+    // After the phase, while the agent waits on catalyst-api.
+    agent
+        .wait_for_stderr(Duration::from_secs(60), |e| {
+            e.contains("secrets phase done")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = scan(pid, &forms);
+    assert!(
+        after.is_empty(),
+        "copies of a bootstrap Secret after its phase: {after:#?}"
+    );
+    assert!(sb.manifests_left().is_empty());
 
     agent.signal(Signal::SIGTERM);
     let out = agent.finish().await;
