@@ -54,6 +54,36 @@ fn spawn_as_nobody(sb: &Sandbox) -> Agent {
     Agent::spawn(cmd)
 }
 
+/// While `what` is alive (its phase has not said `over` yet): copies of
+/// `forms` only in locked pages.
+fn assert_only_locked(agent: &Agent, forms: &[(&'static str, Vec<u8>)], what: &str, over: &str) {
+    let started = std::time::Instant::now();
+    let during = scan(agent.pid(), forms);
+    println!("scan while {what} is alive: {:?}", started.elapsed());
+    assert!(
+        !agent.stderr().contains(over),
+        "the scan outlasted {what}; it proves nothing"
+    );
+    let unlocked: Vec<_> = during.iter().filter(|(_, h)| !h.locked).collect();
+    assert!(
+        unlocked.is_empty(),
+        "copies of {what} outside locked memory while it is alive: {unlocked:#?}"
+    );
+}
+
+/// Once the agent has said `over`: no copy of `forms` anywhere.
+async fn assert_gone(agent: &Agent, forms: &[(&'static str, Vec<u8>)], what: &str, over: &str) {
+    agent
+        .wait_for_stderr(Duration::from_secs(60), |e| e.contains(over))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = scan(agent.pid(), forms);
+    assert!(
+        after.is_empty(),
+        "copies of {what} after its phase: {after:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_copy_of_the_seed_outside_locked_memory() {
     require_root();
@@ -100,31 +130,10 @@ async fn no_copy_of_the_seed_outside_locked_memory() {
         status_field(pid, "VmLck").parse::<u64>().unwrap() > 0,
         "VmLck is 0 while the seed is alive"
     );
-    let scan_started = std::time::Instant::now();
-    let during = scan(pid, &forms);
-    println!("scan while the seed is alive: {:?}", scan_started.elapsed());
-    assert!(
-        !agent.stderr().contains("recovery seed written"),
-        "the scan outlasted the seed phase; it proves nothing"
-    );
-    let unlocked: Vec<_> = during.iter().filter(|(_, h)| !h.locked).collect();
-    assert!(
-        unlocked.is_empty(),
-        "copies of the seed outside locked memory while it is alive: {unlocked:#?}"
-    );
-
+    let written = "recovery seed written";
+    assert_only_locked(&agent, &forms, "the seed", written);
     // After the seed phase, while the agent waits on catalyst-api.
-    agent
-        .wait_for_stderr(Duration::from_secs(60), |e| {
-            e.contains("recovery seed written")
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = scan(pid, &forms);
-    assert!(
-        after.is_empty(),
-        "copies of the seed after the seed phase: {after:#?}"
-    );
+    assert_gone(&agent, &forms, "the seed", written).await;
 
     // Non-dumpable: the kernel hands /proc/<pid>/status (and mem, maps …)
     // to root although the process runs as nobody.
@@ -186,7 +195,6 @@ async fn no_copy_of_a_bootstrap_secret_after_its_phase() {
     );
     sb.catalyst.script([Step::Delay(Duration::from_secs(60))]);
     let agent = spawn_as_nobody(&sb);
-    let pid = agent.pid();
     let forms: Vec<(&'static str, Vec<u8>)> = vec![
         ("hcloud token", HCLOUD_TOKEN.as_bytes().to_vec()),
         (
@@ -207,29 +215,10 @@ async fn no_copy_of_a_bootstrap_secret_after_its_phase() {
             sb.api.count(&Method::PATCH, cloud) > 0
         })
         .await;
-    let during = scan(pid, &forms);
-    assert!(
-        !agent.stderr().contains("applied from"),
-        "the scan outlasted the apply; it proves nothing"
-    );
-    let unlocked: Vec<_> = during.iter().filter(|(_, h)| !h.locked).collect();
-    assert!(
-        unlocked.is_empty(),
-        "copies of a bootstrap Secret outside locked memory during its apply: {unlocked:#?}"
-    );
-
+    let what = "a bootstrap Secret";
+    assert_only_locked(&agent, &forms, what, "applied from");
     // After the phase, while the agent waits on catalyst-api.
-    agent
-        .wait_for_stderr(Duration::from_secs(60), |e| {
-            e.contains("secrets phase done")
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = scan(pid, &forms);
-    assert!(
-        after.is_empty(),
-        "copies of a bootstrap Secret after its phase: {after:#?}"
-    );
+    assert_gone(&agent, &forms, what, "secrets phase done").await;
     assert!(sb.manifests_left().is_empty());
 
     agent.signal(Signal::SIGTERM);
