@@ -76,7 +76,16 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 std::path::Path::new(config::token::CREDSTORE),
                 report::state::is_done(&config.state_dir),
             )?;
+            // The manifests as `run` would read them; those a run already
+            // applied (their files left over) are not read again.
+            let applied = report::state::State::read(&config.state_dir)
+                .ok()
+                .flatten()
+                .map(|s| s.applied)
+                .unwrap_or_default();
+            let secrets = job::secrets::Bundle::load(&config.secrets_dir, &applied)?;
             print!("{}", config::render(&config, token.source()));
+            print!("{}", secrets.render());
             Ok(0)
         }
         Some(Command::Doctor { json }) => Ok(runtime.block_on(commands::doctor::run(

@@ -113,7 +113,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("ca_bundle", Text, Unset("system trust store"), "PEM bundle that alone verifies catalyst-api (air-gapped sites); no option to disable verification exists"),
     Key::new("deadline", Dur, Is("30m"), "overall deadline of one run").flag("DURATION"),
     Key::new("state_dir", Text, Is("/var/lib/catalyst-bootstrap"), "state file, `done` stamp, lock").flag("DIR"),
-    Key::new("secrets_dir", Text, Is("/etc/catalyst-bootstrap/secrets.d"), "bootstrap Secrets: each `*.yaml` file holds one Secret manifest (root-owned, mode `0600`), applied with server-side apply once the API server is ready, then overwritten with zeros and removed; missing or empty means none (see \"bootstrap Secrets\")"),
+    Key::new("secrets_dir", Text, Is("/etc/catalyst-bootstrap/secrets.d"), "bootstrap Secrets: each `*.yaml` file holds one Secret manifest (root-owned, mode `0600`), applied with server-side apply once the API server is ready, then overwritten with zeros and removed; missing or empty means none (see \"bootstrap Secrets\")").flag("DIR"),
     Key::new("connect_timeout", Dur, Is("10s"), "per request"),
     Key::new("read_timeout", Dur, Is("30s"), "per read, so a stalled response cannot hang a try"),
     Key::new("retry", Table, Unset(""), ""),

@@ -132,6 +132,26 @@ impl Bundle {
     pub(crate) fn is_empty(&self) -> bool {
         self.manifests.is_empty() && self.leftovers.is_empty()
     }
+
+    /// For `check-config`: each Secret and its file, never a value.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        for m in &self.manifests {
+            out += &format!(
+                "bootstrap_secret: {} (from {}, valid)\n",
+                m.secret(),
+                m.file
+            );
+        }
+        for file in &self.leftovers {
+            out +=
+                &format!("bootstrap_secret: {file} (applied by an earlier run; to be removed)\n");
+        }
+        if out.is_empty() {
+            out = format!("bootstrap_secret: none in {}\n", self.dir.display());
+        }
+        out
+    }
 }
 
 /// One manifest file, checked and turned into its apply body.

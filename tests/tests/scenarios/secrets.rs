@@ -29,6 +29,14 @@ async fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
 async fn upstream_secrets_are_applied_and_their_files_removed() {
     let sb = Sandbox::new();
     sb.write_upstream_secrets();
+    // check-config reads them as the run will, and shows no value.
+    let checked = sb.command(&["check-config"]).output().await.unwrap();
+    let checked = String::from_utf8_lossy(&checked.stdout).into_owned();
+    assert!(
+        checked.contains("bootstrap_secret: flux-system/ghcr-pull (from ghcr-pull.yaml, valid)"),
+        "{checked}"
+    );
+    assert_eq!(sb.manifests_left().len(), 3, "check-config removed a file");
     let out = sb.run().await;
     assert_exit(&out, 0);
     assert!(value(&sb, "ghcr-pull", ".dockerconfigjson").contains(GHCR_TOKEN));
@@ -100,7 +108,7 @@ async fn upstream_secrets_are_applied_and_their_files_removed() {
         "{status}"
     );
     assert_stderr(&out, "Secret flux-system/ghcr-pull applied from");
-    sb.assert_no_leaks(&[&out.stderr, &status]);
+    sb.assert_no_leaks(&[&out.stderr, &status, &checked]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,6 +196,22 @@ async fn bad_manifests_are_refused_before_anything_is_sent() {
         );
         sb.assert_no_leaks(&[&out.stderr]);
     }
+    // A file root did not write, and one that is not a regular file.
+    let valid = "apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\n";
+    let sb = Sandbox::new();
+    sb.write_manifest("theirs.yaml", valid, &[]);
+    std::os::unix::fs::chown(sb.secrets_dir().join("theirs.yaml"), Some(65534), None).unwrap();
+    refused_unsent(&sb, 78, "theirs.yaml: is owned by uid 65534, not by root").await;
+    let sb = Sandbox::new();
+    sb.write_manifest("pipe.yaml", valid, &[]);
+    sb.put_fifo(&sb.secrets_dir().join("pipe.yaml"));
+    refused_unsent(
+        &sb,
+        78,
+        "pipe.yaml: is a FIFO (named pipe), not a regular file",
+    )
+    .await;
+
     // The same Secret from two files.
     let sb = Sandbox::new();
     sb.write_upstream_secrets();
@@ -269,4 +293,51 @@ async fn a_recorded_secret_is_not_applied_again() {
     );
     sb.assert_upstream_secrets();
     sb.assert_no_leaks(&[&out.stderr]);
+}
+
+/// Lease holder or not, every control-plane node applies its own files and
+/// keeps none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_plane_node_applies_its_own_files() {
+    let sb = Sandbox::new();
+    let nodes = ["cp-1", "cp-2", "cp-3"];
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let dir = sb.path(&format!("secrets-{node}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("cloud-credentials.yaml");
+            std::fs::write(&file, format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: cloud-credentials, namespace: flux-system}}\nstringData: {{hcloud-token: {HCLOUD_TOKEN}}}\n")).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            let state = sb.path(&format!("state-{node}"));
+            sb.spawn(&[
+                "--node-name",
+                node,
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--secrets-dir",
+                dir.to_str().unwrap(),
+                "run",
+            ])
+        })
+        .collect();
+    for agent in agents {
+        assert_exit(&agent.finish().await, 0);
+    }
+    assert_eq!(sb.catalyst.requests().len(), 1, "one PUT");
+    assert_eq!(
+        sb.api
+            .count(&Method::PATCH, &secret_path("cloud-credentials")),
+        3
+    );
+    assert_eq!(
+        value(&sb, "cloud-credentials", "hcloud-token"),
+        HCLOUD_TOKEN
+    );
+    for node in nodes {
+        let left = std::fs::read_dir(sb.path(&format!("secrets-{node}")))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0, "{node} kept its file");
+    }
 }
