@@ -324,8 +324,12 @@ impl Sandbox {
     /// mode 0600; `values` are the secret values in it, for
     /// [`Sandbox::assert_no_leaks`].
     pub fn write_manifest(&self, file: &str, manifest: &str, values: &[&str]) {
-        let dir = self.secrets_dir();
-        std::fs::create_dir_all(&dir).unwrap();
+        self.write_manifest_in(&self.secrets_dir(), file, manifest, values);
+    }
+
+    /// The same, into `dir`.
+    pub fn write_manifest_in(&self, dir: &Path, file: &str, manifest: &str, values: &[&str]) {
+        std::fs::create_dir_all(dir).unwrap();
         let path = dir.join(file);
         std::fs::write(&path, manifest).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -532,7 +536,8 @@ retry:
         agent
     }
 
-    /// The agent as control-plane node `node`, with a state directory of its own.
+    /// The agent as control-plane node `node`, with a state directory and
+    /// a `secrets_dir` ([`Sandbox::node_secrets_dir`]) of its own.
     pub fn spawn_node(&self, node: &str) -> Agent {
         let dir = self.path(&format!("state-{node}"));
         self.spawn(&[
@@ -540,8 +545,14 @@ retry:
             node,
             "--state-dir",
             dir.to_str().unwrap(),
+            "--secrets-dir",
+            self.node_secrets_dir(node).to_str().unwrap(),
             "run",
         ])
+    }
+
+    pub fn node_secrets_dir(&self, node: &str) -> PathBuf {
+        self.path(&format!("secrets-{node}"))
     }
 
     /// Runs `catalyst-bootstrap run` to the end.

@@ -301,26 +301,15 @@ async fn a_recorded_secret_is_not_applied_again() {
 async fn every_control_plane_node_applies_its_own_files() {
     let sb = Sandbox::new();
     let nodes = ["cp-1", "cp-2", "cp-3"];
-    let agents: Vec<_> = nodes
-        .iter()
-        .map(|node| {
-            let dir = sb.path(&format!("secrets-{node}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let file = dir.join("cloud-credentials.yaml");
-            std::fs::write(&file, format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: cloud-credentials, namespace: flux-system}}\nstringData: {{hcloud-token: {HCLOUD_TOKEN}}}\n")).unwrap();
-            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-            let state = sb.path(&format!("state-{node}"));
-            sb.spawn(&[
-                "--node-name",
-                node,
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--secrets-dir",
-                dir.to_str().unwrap(),
-                "run",
-            ])
-        })
-        .collect();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: cloud-credentials, namespace: flux-system}}\n\
+         stringData: {{hcloud-token: {HCLOUD_TOKEN}}}\n"
+    );
+    for node in nodes {
+        let dir = sb.node_secrets_dir(node);
+        sb.write_manifest_in(&dir, "cloud-credentials.yaml", &manifest, &[HCLOUD_TOKEN]);
+    }
+    let agents: Vec<_> = nodes.iter().map(|n| sb.spawn_node(n)).collect();
     for agent in agents {
         assert_exit(&agent.finish().await, 0);
     }
