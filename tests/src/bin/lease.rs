@@ -378,16 +378,27 @@ fn summary(samples: &[Value]) -> Value {
     })
 }
 
+/// The 1-minute load average.
+fn load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 fn markdown(r: &Value) -> String {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let mut out = format!(
-        "Taken {} on commit {}; {} cores, {}. Three control-plane nodes, production settings \
+        "Taken {} on commit {}; {} cores, {}; 1-minute load average {} before, {} after. \
+         Three control-plane nodes, production settings \
          (`lease_duration` 30 s, `retry` 1 s/60 s/10 s); the shipped static build of each design; \
          medians (worst) of {} runs, {} for the kill cases, alternating.\n\n",
         r["date"].as_str().unwrap_or(""),
         r["commit"].as_str().unwrap_or(""),
         r["machine"]["cores"],
         r["machine"]["model"].as_str().unwrap_or(""),
+        r["load_average"]["before"],
+        r["load_average"]["after"],
         r["runs"],
         Case::Killed.runs(r["runs"].as_u64().unwrap_or(0) as usize),
     );
@@ -442,6 +453,9 @@ async fn main() {
             design.binary().display()
         );
     }
+    // Other work on the machine stretches every millisecond figure (the
+    // counts and the 10 s / 30 s delays hold regardless): say how busy it was.
+    let load_before = load();
     let mut cases = Vec::new();
     for case in Case::ALL {
         eprintln!(
@@ -463,6 +477,7 @@ async fn main() {
         "commit": commit(),
         "machine": machine(),
         "runs": runs,
+        "load_average": {"before": load_before, "after": load()},
         "cases": cases,
     });
     let table = markdown(&results);
