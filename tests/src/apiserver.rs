@@ -145,8 +145,27 @@ impl FakeApiServer {
         self.lock().ready = ready;
     }
 
+    /// The same API server (the same objects, as etcd shares them) on a
+    /// loopback port of its own, refusing connections until `up`: one
+    /// control-plane node's API server in an HA cluster, which may start
+    /// later than its peers'. Its `kubeconfig_for(port)` is that node's
+    /// k3s.yaml.
+    pub fn node_endpoint(&self, up: bool) -> Server {
+        Server::start_on(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(self.pki.server_config(true)),
+            self.handler.clone(),
+            up,
+        )
+    }
+
     /// The kubeconfig k3s writes to /etc/rancher/k3s/k3s.yaml.
     pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_for(self.addr().port())
+    }
+
+    /// The same, on a node whose API server listens on `port`.
+    pub fn kubeconfig_for(&self, port: u16) -> String {
         let b64 = |s: &str| STANDARD.encode(s);
         format!(
             "apiVersion: v1
@@ -170,7 +189,6 @@ users:
     client-key-data: {key}
 ",
             ca = b64(&self.pki.ca_pem),
-            port = self.addr().port(),
             cert = b64(&self.pki.client.cert_pem),
             key = b64(&self.pki.client.key_pem),
         )

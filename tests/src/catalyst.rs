@@ -78,6 +78,8 @@ struct State {
     deployments: BTreeMap<String, Deployment>,
     script: VecDeque<Step>,
     requests: Vec<Put>,
+    /// Each request's body as it arrived, before any scripted delay.
+    arrivals: Vec<Bytes>,
 }
 
 pub struct FakeCatalystApi {
@@ -199,10 +201,21 @@ impl FakeCatalystApi {
     pub fn requests(&self) -> Vec<Put> {
         self.state.lock().unwrap().requests.clone()
     }
+
+    /// The bodies of the requests that have arrived, answered or not: whose
+    /// PUT a delayed answer is holding (`requests` records it only once
+    /// answered).
+    pub fn arrivals(&self) -> Vec<Bytes> {
+        self.state.lock().unwrap().arrivals.clone()
+    }
 }
 
 async fn handle(state: &Mutex<State>, req: Request<Bytes>) -> Answer {
-    let step = state.lock().unwrap().script.pop_front();
+    let step = {
+        let mut state = state.lock().unwrap();
+        state.arrivals.push(req.body().clone());
+        state.script.pop_front()
+    };
     let mut put = Put {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),

@@ -128,7 +128,16 @@ async fn run(
         let mut down = up.clone();
         tokio::select! {
             _ = accept(current, tls.clone(), handler.clone(), up.clone()) => {}
-            _ = down.wait_for(|u| !*u) => {}
+            gone = down.wait_for(|u| !*u) => {
+                // The `Server` was dropped while up. `wait_for` checks the
+                // value before the sender, so the `wait_for(up)` above keeps
+                // answering at once: without this return the task would
+                // rebind the port in a busy loop for the rest of the
+                // process (a runner with many sandboxes on one runtime).
+                if gone.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

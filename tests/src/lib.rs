@@ -10,6 +10,7 @@ pub mod faults;
 pub mod helm;
 pub mod http;
 pub mod journal;
+pub mod measure;
 pub mod memory;
 pub mod notify;
 pub mod pki;

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use catalyst_bootstrap_tests::catalyst::Step;
+use catalyst_bootstrap_tests::measure::{commit, date, machine, median, ms, write};
 use catalyst_bootstrap_tests::sandbox::{
     DEPLOYMENT_ID, PUBLIC_ADDRESS, Sandbox, Start, agent_binary,
 };
@@ -127,20 +128,6 @@ fn captured_at(sb: &Sandbox) -> Instant {
         .find(|p| p.status == Some(204))
         .expect("a 204")
         .at
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// A sandbox with production retry settings: the benchmark measures the
@@ -301,39 +288,6 @@ async fn binary(runs: usize) -> Value {
     json!({"path": path.display().to_string(), "size_bytes": size, "startup_to_first_request_ms": median(startup)})
 }
 
-fn machine() -> Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_string();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kubectl = Command::new("kubectl")
-        .args(["version", "--client", "-o", "json"])
-        .output()
-        .ok()
-        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
-        .and_then(|v| {
-            v["clientVersion"]["gitVersion"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    json!({"cores": cores, "model": model, "kubectl": kubectl})
-}
-
-fn commit() -> String {
-    Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(root())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 fn ratio(a: f64, b: f64) -> f64 {
     if a > 0.0 { b / a } else { 0.0 }
 }
@@ -430,7 +384,7 @@ async fn main() {
     let outages = outages(spans, outage_runs).await;
     let binary = binary(runs).await;
     let results = json!({
-        "date": jiff_date(),
+        "date": date(),
         "commit": commit(),
         "machine": machine(),
         "runs": runs,
@@ -447,16 +401,4 @@ async fn main() {
         write(&dir.join("results.json"), &format!("{results:#}\n"));
         write(&dir.join("results.md"), &table);
     }
-}
-
-fn jiff_date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
