@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::config::Kubeconfig;
 use serde::Serialize;
 
@@ -19,7 +18,7 @@ use crate::config::token::{self, BearerToken};
 use crate::config::{self, AddressSource, Config, Overrides, Preflight, PublicAddress};
 use crate::job::preflight::{self, Check, Passed, PreflightError};
 use crate::job::seed::{self, Ownership, Plan};
-use crate::job::{kubeconfig, lease};
+use crate::job::kubeconfig;
 use crate::peers::cluster::Cluster;
 use crate::peers::metadata::Metadata;
 use crate::peers::retry::innermost;
@@ -33,11 +32,6 @@ const CONNECT: Duration = Duration::from_secs(2);
 const TOTAL: Duration = Duration::from_secs(5);
 /// The `Date` header has whole seconds: less than this apart is no skew.
 const SKEW_OK: i64 = 2;
-/// The Lease's completion record, as `lease.rs` writes it (its constants
-/// are private to it; the end-to-end test reads a record the job wrote).
-const COMPLETED_BY: &str = "catalyst.openova.io/completed-by";
-const COMPLETED_AT: &str = "catalyst.openova.io/completed-at";
-const DEPLOYMENT_ID: &str = "catalyst.openova.io/deployment-id";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,10 +182,10 @@ async fn checks(explicit: Option<&Path>, overrides: &Overrides) -> Vec<Line> {
     // The API server side and catalyst-api side run concurrently.
     let (server_lines, catalyst_lines) =
         tokio::join!(server_side(&config, kc.as_ref()), catalyst_side(&config));
-    let [rewrite, api_server, clock, address, preflight, seed, lease] = server_lines;
+    let [rewrite, api_server, clock, address, preflight, seed] = server_lines;
     lines.extend([rewrite, api_server, clock, address, preflight]);
     lines.extend(catalyst_lines);
-    lines.extend([seed, lease]);
+    lines.push(seed);
     lines.push(state_line(&config, done));
     lines
 }
@@ -266,8 +260,8 @@ async fn address(config: &Config) -> (Result<PublicAddress, String>, Line) {
     }
 }
 
-/// rewrite, api-server, clock, address, preflight, seed, lease.
-async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
+/// rewrite, api-server, clock, address, preflight, seed.
+async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 6] {
     let no_cluster = |check| {
         fail(
             check,
@@ -298,7 +292,6 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
                 address_line,
                 no_cluster("preflight"),
                 no_cluster("seed"),
-                no_cluster("lease"),
             ];
         }
         Some(Err(_)) => Err(format!("no client within {}s", TOTAL.as_secs())),
@@ -319,7 +312,6 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
                 address_line,
                 no_cluster("preflight"),
                 no_cluster("seed"),
-                no_cluster("lease"),
             ];
         }
     };
@@ -338,12 +330,10 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
             Err(_) => None,
         }
     };
-    let lease_path = lease_path();
-    let ((ready, took, version), preflight, seed, lease) = tokio::join!(
+    let ((ready, took, version), preflight, seed) = tokio::join!(
         probe,
         preflight,
-        timed(seed::plan(cluster, &config.seed)),
-        timed(cluster.get(&lease_path))
+        timed(seed::plan(cluster, &config.seed))
     );
     let server = cluster.server();
     let (api_line, date) = match (ready, version) {
@@ -395,7 +385,6 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
         address_line,
         preflight,
         seed_line(config, seed.0),
-        lease_line(config, lease.0),
     ]
 }
 
@@ -426,13 +415,6 @@ fn rewrite_line(kc: &Kubeconfig, address: &PublicAddress) -> Line {
             "k3s wrote an unusable kubeconfig: restart k3s to rewrite it",
         ),
     }
-}
-
-fn lease_path() -> String {
-    format!(
-        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{}",
-        lease::NAME
-    )
 }
 
 async fn preflight_check(
@@ -624,91 +606,6 @@ fn seed_line(config: &Config, plan: Result<Plan, String>) -> Line {
             "seed",
             e,
             "the API server must answer GETs of Secrets with k3s's admin credentials",
-        ),
-    }
-}
-
-fn lease_line(config: &Config, got: Result<Option<bytes::Bytes>, String>) -> Line {
-    let name = format!("Lease kube-system/{}", lease::NAME);
-    let bytes = match got {
-        Ok(None) => {
-            return ok(
-                "lease",
-                format!("{name} does not exist: a run would create it and do the work"),
-            );
-        }
-        Ok(Some(b)) => b,
-        Err(e) => {
-            return fail(
-                "lease",
-                e,
-                "the API server must answer GETs of Leases with k3s's admin credentials",
-            );
-        }
-    };
-    let lease: Lease = match serde_json::from_slice(&bytes) {
-        Ok(l) => l,
-        Err(e) => {
-            return fail(
-                "lease",
-                format!(
-                    "{name} does not decode: {}",
-                    Untrusted::new(e.to_string()).shown()
-                ),
-                "inspect it (`kubectl -n kube-system get lease catalyst-bootstrap -o yaml`)",
-            );
-        }
-    };
-    let annotation = |k: &str| {
-        lease
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .cloned()
-    };
-    if let Some(by) = annotation(COMPLETED_BY)
-        .filter(|_| annotation(DEPLOYMENT_ID).as_deref() == Some(config.deployment_id.as_str()))
-    {
-        return ok(
-            "lease",
-            format!(
-                "{name}: node {} recorded completion at {}: a run finds the work done",
-                Untrusted::new(by).shown(),
-                Untrusted::new(annotation(COMPLETED_AT).unwrap_or_default()).shown()
-            ),
-        );
-    }
-    let spec = lease.spec.unwrap_or_default();
-    let holder = spec.holder_identity.filter(|h| !h.is_empty());
-    let age = spec
-        .renew_time
-        .map(|t| jiff::Timestamp::now().as_second() - t.0.as_second());
-    let age = age.map_or_else(
-        || "never renewed".to_string(),
-        |a| format!("renewed {a}s ago by this node's clock"),
-    );
-    let duration = spec.lease_duration_seconds.unwrap_or(0);
-    match holder {
-        None => ok(
-            "lease",
-            format!("{name} has no holder: a run would take it and do the work"),
-        ),
-        Some(h) if h == config.node_name => ok(
-            "lease",
-            format!(
-                "{name} is held by this node ({}; {age}, for {duration}s): a run resumes the work",
-                Untrusted::new(h).shown()
-            ),
-        ),
-        Some(h) => warn(
-            "lease",
-            format!(
-                "{name} is held by control-plane node {} ({age}, for {duration}s), not completed: \
-                 a run waits for it to finish, or to stop renewing",
-                Untrusted::new(h).shown()
-            ),
-            "none if that node is working; `catalyst-bootstrap status` there says how far it is",
         ),
     }
 }

@@ -6,7 +6,6 @@
 //! `report::Teller` tells it to the journal, STATUS= and the state file.
 
 pub(crate) mod kubeconfig;
-pub(crate) mod lease;
 pub(crate) mod outcome;
 pub(crate) mod preflight;
 pub(crate) mod secrets;
@@ -16,9 +15,8 @@ use anyhow::Context;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use self::lease::{Claim, Coordinator};
 use self::outcome::{
-    Address, Checked, Claimed, Delivered, Ready, SecretStep, SecretsApplied, Seeded, Sending,
+    Address, Checked, Delivered, Ready, SecretStep, SecretsApplied, Seeded, Sending,
 };
 use self::preflight::{Check, Passed};
 use self::secrets::Bundle;
@@ -53,9 +51,9 @@ impl Job<'_> {
         // From here on, outcomes are Kubernetes Events too.
         self.events.attach(ready.cluster.clone());
         // Every control-plane node applies its own files (the apply is
-        // idempotent), Lease or not; the PUT never waits for them.
+        // idempotent); the PUT never waits for them.
         let (work, applied) = tokio::join!(
-            self.coordinated(&ready, &state, deadline),
+            self.deliver_and_seed(&ready, &state, deadline),
             self.secrets(&ready.cluster, bundle, &state, deadline)
         );
         work?;
@@ -64,9 +62,11 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// The Lease, then the kubeconfig and the seed (or learning that
-    /// another node did them).
-    async fn coordinated(
+    /// The kubeconfig and the seed, side by side. No coordination: every
+    /// control-plane node does the whole job. The seed is create-only (a 409
+    /// keeps the first node's) and catalyst-api answers a repeated PUT with
+    /// `already-set`, which counts as delivered.
+    async fn deliver_and_seed(
         &self,
         ready: &Ready,
         state: &State,
@@ -74,24 +74,6 @@ impl Job<'_> {
     ) -> anyhow::Result<()> {
         let kubeconfig_done = state.kubeconfig.outcome == Outcome::Done;
         let seed_done = state.seed.outcome == Outcome::Done;
-        let coordinator = Coordinator {
-            cluster: &ready.cluster,
-            node: &self.config.node_name,
-            deployment_id: &self.config.deployment_id,
-            duration: self.config.lease_duration,
-        };
-        let held = match self
-            .phase(Phase::Lease, self.claim(&coordinator, deadline))
-            .await?
-        {
-            Claimed::Held { held, .. } => held,
-            Claimed::DoneBy { node, .. } => {
-                let detail = Claimed::done_elsewhere(&node);
-                self.teller().settled(Phase::Kubeconfig, &detail)?;
-                self.teller().settled(Phase::Seed, &detail)?;
-                return Ok(());
-            }
-        };
         let deliver = async {
             if kubeconfig_done {
                 tracing::info!("kubeconfig was delivered by an earlier run; not sending it again");
@@ -112,21 +94,9 @@ impl Job<'_> {
         };
         // The PUT never waits for the seed: both run, and both finish, so a
         // rejected token does not leave the node without its seed.
-        let (delivered, seeded) = coordinator
-            .renewing(&held, async { tokio::join!(deliver, write_seed) })
-            .await;
+        let (delivered, seeded) = tokio::join!(deliver, write_seed);
         delivered?;
         seeded?;
-        // Without the record the others take over after expiry and find the
-        // work done (seed kept, `already-set`): slower, not wrong.
-        let what = format!("recording completion on Lease kube-system/{}", lease::NAME);
-        let reporter = self.teller().prepare(Phase::Lease, &what);
-        if let Err(e) = coordinator
-            .complete(held, &reporter.step(&self.config.retry, deadline))
-            .await
-        {
-            tracing::warn!("{e:#}");
-        }
         Ok(())
     }
 
@@ -266,26 +236,6 @@ impl Job<'_> {
             kubeconfig,
             cluster,
             server,
-        })
-    }
-
-    /// Holds the Lease, or learns that another node did the work.
-    async fn claim(
-        &self,
-        coordinator: &Coordinator<'_>,
-        deadline: Instant,
-    ) -> anyhow::Result<Claimed> {
-        let what = format!("claiming Lease kube-system/{}", lease::NAME);
-        let reporter = self.teller().request(Phase::Lease, &what);
-        let claim = coordinator
-            .claim(&reporter.step(&self.config.retry, deadline))
-            .await?;
-        Ok(match claim {
-            Claim::Held(held) => Claimed::Held {
-                node: self.config.node_name.clone(),
-                held,
-            },
-            Claim::DoneBy { node, at } => Claimed::DoneBy { node, at },
         })
     }
 

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use crate::config::{PublicAddress, SeedTarget};
 use crate::job::kubeconfig::Rewritten;
-use crate::job::lease::{self, Held};
 use crate::job::seed::{Ownership, SeedOutcome};
 use crate::peers::api::Delivery;
 use crate::peers::cluster::Cluster;
@@ -30,49 +29,6 @@ impl Told for Ready {
 impl Ended for Ready {
     fn detail(&self) -> String {
         format!("API server at {} is ready", self.server)
-    }
-}
-
-/// The Lease phase.
-pub(crate) enum Claimed {
-    /// This node (`node`) holds the Lease and does the work.
-    Held { node: String, held: Box<Held> },
-    /// Another node recorded on the Lease that it did the work.
-    DoneBy { node: Untrusted, at: Untrusted },
-}
-
-impl Claimed {
-    /// What the kubeconfig and seed phases record when another node did them.
-    pub(crate) fn done_elsewhere(node: &Untrusted) -> String {
-        format!("done by control-plane node {}", node.shown())
-    }
-}
-
-impl Told for Claimed {
-    fn lines(&self) -> Vec<Line> {
-        let event = match self {
-            Claimed::Held { .. } => Event::LeaseHeld,
-            Claimed::DoneBy { .. } => Event::PeerCompleted,
-        };
-        vec![Line::Event(event, self.detail())]
-    }
-}
-
-impl Ended for Claimed {
-    fn detail(&self) -> String {
-        match self {
-            Claimed::Held { node, .. } => format!(
-                "node {node} holds Lease kube-system/{} and does the work",
-                lease::NAME
-            ),
-            Claimed::DoneBy { node, at } => format!(
-                "control-plane node {} did the work (recorded on Lease kube-system/{} at {}); \
-                 nothing left to do on this node",
-                node.shown(),
-                lease::NAME,
-                at.shown()
-            ),
-        }
     }
 }
 
@@ -212,7 +168,8 @@ impl Told for Delivered {
             Delivery::AlreadyCaptured => Line::Event(
                 Event::KubeconfigAlreadyCaptured,
                 "catalyst-api already has this deployment's kubeconfig (403 already-set): an \
-                 earlier attempt delivered it; counting it as delivered"
+                 earlier attempt or another control-plane node delivered it; counting it as \
+                 delivered"
                     .into(),
             ),
         }]
@@ -223,7 +180,7 @@ impl Ended for Delivered {
     fn detail(&self) -> String {
         match self.0 {
             Delivery::Captured => "delivered",
-            Delivery::AlreadyCaptured => "already captured by an earlier attempt",
+            Delivery::AlreadyCaptured => "already captured by an earlier attempt or another control-plane node",
         }
         .to_string()
     }

@@ -31,7 +31,7 @@ pub(crate) enum Delivery {
     /// 204: stored now.
     Captured,
     /// 403 `already-set` after the token matched: an earlier attempt whose
-    /// answer was lost (or a peer) delivered it.
+    /// answer was lost, or another control-plane node, delivered it.
     AlreadyCaptured,
 }
 

@@ -46,9 +46,6 @@ pub(crate) enum KubeError {
         path: String,
         error: reqwest::Error,
     },
-    // serde's message may quote the answer.
-    #[error("{path}: the API server's answer does not decode: {}", error.shown())]
-    Decode { path: String, error: Untrusted },
     #[error("{method} {path}: {code} {}: {}", reason.shown(), message.shown())]
     Status {
         method: Method,
@@ -63,7 +60,7 @@ impl KubeError {
     pub(crate) fn code(&self) -> Option<u16> {
         match self {
             KubeError::Status { code, .. } => Some(*code),
-            KubeError::Transport { .. } | KubeError::Decode { .. } => None,
+            KubeError::Transport { .. } => None,
         }
     }
 }
@@ -74,7 +71,6 @@ impl Classify for KubeError {
             KubeError::Transport { error, .. } => {
                 return Verdict::transport(error);
             }
-            KubeError::Decode { .. } => return Verdict::Permanent(Exit::Internal),
             KubeError::Status {
                 code,
                 reason,
@@ -287,12 +283,6 @@ impl Cluster {
     /// POSTs `body` to the collection at `path`: the object as created.
     pub(crate) async fn post(&self, path: &str, body: Bytes) -> Result<Bytes, KubeError> {
         self.send(Method::POST, path, Some(body)).await
-    }
-
-    /// PUTs `body` to `path`: a conditional update when it carries a
-    /// resourceVersion (409 Conflict when that is stale).
-    pub(crate) async fn put(&self, path: &str, body: Bytes) -> Result<Bytes, KubeError> {
-        self.send(Method::PUT, path, Some(body)).await
     }
 
     /// A JSON merge patch (RFC 7386) of the object at `path`: only the fields

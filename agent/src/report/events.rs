@@ -156,7 +156,6 @@ impl Events {
 /// What the outcome is about, as the Event's `action`.
 fn action(event: Event) -> &'static str {
     match event {
-        Event::LeaseHeld | Event::PeerCompleted => "Lease",
         Event::KubeconfigDelivered | Event::KubeconfigAlreadyCaptured => "Kubeconfig",
         Event::SeedWritten | Event::SeedKept | Event::SeedSkipped => "Seed",
         Event::SecretApplied | Event::SecretFileRemoved => "Secrets",
@@ -168,7 +167,6 @@ fn action(event: Event) -> &'static str {
 fn action_of(phase: Phase) -> &'static str {
     match phase {
         Phase::Wait => "Wait",
-        Phase::Lease => "Lease",
         Phase::Kubeconfig => "Kubeconfig",
         Phase::Seed => "Seed",
         Phase::Secrets => "Secrets",
@@ -253,7 +251,8 @@ mod tests {
     #[test]
     fn actions_name_the_phase() {
         assert_eq!(action(Event::PreflightFallback), "Preflight");
-        assert_eq!(action(Event::PeerCompleted), "Lease");
+        assert_eq!(action(Event::KubeconfigAlreadyCaptured), "Kubeconfig");
+        assert_eq!(action(Event::SecretApplied), "Secrets");
         assert_eq!(action(Event::SeedKept), "Seed");
         assert_eq!(action(Event::JobDone), "Bootstrap");
     }

@@ -168,8 +168,7 @@ const WAIT_SAVE_EVERY: Duration = Duration::from_secs(10);
 ///
 /// A request that fails (the PUT, a Kubernetes write) is reported on every
 /// failed attempt: a WARN line, STATUS=, the state file. Waiting for what is
-/// expected to take time (the kubeconfig file, `/readyz`, a Lease another
-/// node holds) is no failure: it is logged when it starts, every
+/// expected to take time (the kubeconfig file, `/readyz`) is no failure: it is logged when it starts, every
 /// `WAIT_LOG_EVERY` while it lasts and when it ends, and STATUS= and the
 /// state file follow it at a bounded rate, never per poll.
 pub(crate) struct Reporter<'a> {

@@ -65,16 +65,14 @@ pub(crate) struct Applied {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
     Wait,
-    Lease,
     Kubeconfig,
     Seed,
     Secrets,
 }
 
 impl Phase {
-    pub(crate) const ALL: [Phase; 5] = [
+    pub(crate) const ALL: [Phase; 4] = [
         Phase::Wait,
-        Phase::Lease,
         Phase::Kubeconfig,
         Phase::Seed,
         Phase::Secrets,
@@ -83,7 +81,6 @@ impl Phase {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Phase::Wait => "wait",
-            Phase::Lease => "lease",
             Phase::Kubeconfig => "kubeconfig",
             Phase::Seed => "seed",
             Phase::Secrets => "secrets",
@@ -92,13 +89,13 @@ impl Phase {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Unknown fields are ignored, so files of earlier versions load: those of
+/// 0.1 carry a `lease` record (HA coordination was removed in 0.2), dropped
+/// at the next write.
 pub(crate) struct State {
     pub(crate) version: u32,
     pub(crate) deployment_id: String,
     pub(crate) wait: PhaseRecord,
-    /// Absent from files written before HA coordination existed.
-    #[serde(default)]
-    pub(crate) lease: PhaseRecord,
     pub(crate) kubeconfig: PhaseRecord,
     pub(crate) seed: PhaseRecord,
     /// Absent from files written before bootstrap Secrets existed.
@@ -115,7 +112,6 @@ impl State {
             version: VERSION,
             deployment_id: deployment_id.to_string(),
             wait: PhaseRecord::default(),
-            lease: PhaseRecord::default(),
             kubeconfig: PhaseRecord::default(),
             seed: PhaseRecord::default(),
             secrets: PhaseRecord::default(),
@@ -126,7 +122,6 @@ impl State {
     pub(crate) fn phase(&self, phase: Phase) -> &PhaseRecord {
         match phase {
             Phase::Wait => &self.wait,
-            Phase::Lease => &self.lease,
             Phase::Kubeconfig => &self.kubeconfig,
             Phase::Seed => &self.seed,
             Phase::Secrets => &self.secrets,
@@ -136,7 +131,6 @@ impl State {
     fn phase_mut(&mut self, phase: Phase) -> &mut PhaseRecord {
         match phase {
             Phase::Wait => &mut self.wait,
-            Phase::Lease => &mut self.lease,
             Phase::Kubeconfig => &mut self.kubeconfig,
             Phase::Seed => &mut self.seed,
             Phase::Secrets => &mut self.secrets,
@@ -385,6 +379,39 @@ mod tests {
         let reopened = Store::open(dir.path(), ID).unwrap();
         assert_eq!(reopened.snapshot().seed.detail.as_deref(), Some("written"));
         assert!(!dir.path().join(".state.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_state_file_with_a_lease_record_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |outcome: &str, detail: &str| {
+            format!(
+                r#"{{"outcome": "{outcome}", "attempts": 1, "started_at": "2026-11-22T05:16:12Z",
+                    "finished_at": "2026-11-22T05:16:12Z", "detail": "{detail}"}}"#
+            )
+        };
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            format!(
+                r#"{{"version": 1, "deployment_id": "{ID}", "wait": {}, "lease": {},
+                    "kubeconfig": {}, "seed": {}}}"#,
+                record("done", "API server at https://127.0.0.1:6443 is ready"),
+                record("done", "node cp-1 holds Lease kube-system/catalyst-bootstrap"),
+                record("done", "delivered"),
+                record("running", "writing Secret openbao/openbao-recovery-seed"),
+            ),
+        )
+        .unwrap();
+        let store = Store::open(dir.path(), ID).unwrap();
+        let state = store.snapshot();
+        assert_eq!(state.kubeconfig.outcome, Outcome::Done);
+        assert_eq!(state.kubeconfig.detail.as_deref(), Some("delivered"));
+        assert_eq!(state.seed.outcome, Outcome::Running);
+        assert_eq!(state.secrets.outcome, Outcome::Pending);
+        assert!(!dir.path().join("state.json.corrupt").exists());
+        // Rewritten on open, without the record.
+        let text = std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
+        assert!(!text.contains("lease"), "{text}");
     }
 
     #[test]
