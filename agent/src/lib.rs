@@ -118,6 +118,7 @@ async fn run_job(cli: &Cli) -> anyhow::Result<()> {
     let config = config::load(cli.config.as_deref(), cli.overrides())?;
     let notifier = Notifier::default();
     let span = tracing::info_span!("job", catalyst_deployment_id = %config.deployment_id);
+    span.in_scope(|| config.warn_ignored());
     if report::state::is_done(&config.state_dir) {
         let text = format!(
             "Done (an earlier run finished; {} exists)",

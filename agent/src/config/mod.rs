@@ -105,8 +105,8 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("metadata_url", Text, Is("http://169.254.169.254"), "base URL of the metadata service (`/hetzner/v1/metadata/public-ipv4` is appended); never through a proxy"),
     Key::new("sovereign_fqdn", Text, Unset(""), "the Sovereign's API name, which k3s has in `--tls-san`: when the certificate does not name the public address but names this, the kubeconfig gets `tls-server-name: <sovereign_fqdn>`"),
     Key::new("preflight", Text, Is("enforce"), "`enforce`: a kubeconfig whose certificate check fails is not sent (exit 68); `warn`: it is sent with a warning"),
-    Key::new("node_name", Text, Unset("the hostname"), "this node's identity as holder of the coordination Lease (a DNS subdomain name, like a Kubernetes node name)").flag("NAME"),
-    Key::new("lease_duration", Dur, Is("30s"), "how long the Lease holder may go without renewing before another control-plane node takes over"),
+    Key::new("node_name", Text, Unset("the hostname"), "this node's name in the Kubernetes Events it posts (the Node they regard, and their reporting instance); a DNS subdomain name, like a Kubernetes node name").flag("NAME"),
+    Key::new("lease_duration", Dur, Unset(""), "no longer used (HA coordination was removed in 0.2); accepted and ignored, with a warning"),
     Key::new("kubeconfig", Text, Is("/etc/rancher/k3s/k3s.yaml"), "the kubeconfig k3s writes").flag("FILE"),
     Key::new("token_file", Text, Unset(""), "bearer token file (64 lowercase hex), used when no systemd credential is passed; should be `0600` (a warning otherwise)"),
     Key::new("region", Text, Unset(""), "appended as `?region=` for secondary regions; a lowercase DNS label").flag("NAME"),
@@ -243,9 +243,11 @@ pub(crate) struct Config {
     /// `tls-server-name` when the certificate does not name the address.
     pub(crate) sovereign_fqdn: Option<String>,
     pub(crate) preflight: Preflight,
-    /// This node's identity as holder of the coordination Lease.
+    /// This node's name in the Kubernetes Events it posts.
     pub(crate) node_name: String,
-    pub(crate) lease_duration: Duration,
+    /// Where `lease_duration` was set, if it was: no longer used, so a run
+    /// warns about it (see `warn_ignored`).
+    pub(crate) lease_duration_set: Option<String>,
     pub(crate) kubeconfig: PathBuf,
     pub(crate) token_file: Option<PathBuf>,
     pub(crate) region: Option<String>,
@@ -614,6 +616,18 @@ impl Layers {
         Ok(None)
     }
 
+    /// A key still accepted but no longer used: where it was set, if it was.
+    /// Its value is not checked beyond its type, so a config that set it
+    /// keeps loading.
+    fn ignored(&self, path: &str) -> anyhow::Result<Option<String>> {
+        let Some(value) = self.raw(path)? else {
+            self.show(path, "(none)".into());
+            return Ok(None);
+        };
+        self.show(path, format!("{value} (ignored: no longer used)"));
+        Ok(Some(self.origin(path).to_string()))
+    }
+
     fn build(&self) -> anyhow::Result<Config> {
         let retry = RetryPolicy {
             initial: self.parsed("retry.initial_delay", parse_duration)?,
@@ -667,7 +681,7 @@ impl Layers {
             sovereign_fqdn,
             preflight,
             node_name,
-            lease_duration: self.parsed("lease_duration", parse_duration)?,
+            lease_duration_set: self.ignored("lease_duration")?,
             kubeconfig: self.parsed("kubeconfig", absolute)?,
             token_file: self.optional("token_file", |s| Ok(PathBuf::from(s)))?,
             region: self.optional("region", parse_region)?,
@@ -900,6 +914,16 @@ pub(crate) fn format_duration(d: Duration) -> String {
 }
 
 impl Config {
+    /// Logs one warning for each key still accepted but no longer used.
+    pub(crate) fn warn_ignored(&self) {
+        if let Some(origin) = &self.lease_duration_set {
+            tracing::warn!(
+                "{origin}: `lease_duration` is no longer used (HA coordination was removed in \
+                 0.2: every control-plane node does the whole job); ignoring it, remove it"
+            );
+        }
+    }
+
     /// Which files were read and which layer set which keys, for `doctor`:
     /// `a.yaml, b.yaml; set by b.yaml: x, y; by --region: region; the rest are defaults`.
     pub(crate) fn layers(&self) -> String {
@@ -1220,6 +1244,24 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("5 days").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn lease_duration_is_accepted_and_ignored() {
+        let (_dir, file) = setup(MINIMAL, &[]);
+        let c = load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.lease_duration_set, None);
+        assert!(render(&c, Path::new("/t")).contains("lease_duration: (none)\n"));
+        for value in ["30s", "90", "\"2m\""] {
+            let (_dir, file) = setup(&format!("{MINIMAL}lease_duration: {value}\n"), &[]);
+            let c = load(Some(&file), &Overrides::default()).unwrap();
+            let origin = c.lease_duration_set.as_deref().unwrap();
+            assert!(origin.ends_with("config.yaml"), "{origin}");
+            let text = render(&c, Path::new("/t"));
+            assert!(text.contains("(ignored: no longer used)\n"), "{text}");
+        }
+        // Still a known key: a typo near it is still caught.
+        assert!(load_err(&format!("{MINIMAL}lease_duraton: 30s\n")).contains("lease_duration"));
     }
 
     #[test]
