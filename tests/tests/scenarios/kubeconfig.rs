@@ -65,7 +65,7 @@ async fn lost_response_then_already_set_is_success() {
     assert_stderr(&out, "already has this deployment's kubeconfig");
     assert_eq!(
         sb.state()["kubeconfig"]["detail"],
-        "already captured by an earlier attempt"
+        "already captured by an earlier attempt or another control-plane node"
     );
 }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 mod adoption;
 mod job;
 mod kubeconfig;
-mod lease;
+mod ha;
 mod secrets;
 mod seed;
 mod status;
@@ -29,7 +29,6 @@ const MARKER: &str = "/api/v1/namespaces/openbao/secrets/openbao-init-marker";
 
 const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
 
-const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap";
 
 /// The agent said `needle` on stderr.
 fn assert_stderr(out: &Finished, needle: &str) {

@@ -295,8 +295,7 @@ async fn a_recorded_secret_is_not_applied_again() {
     sb.assert_no_leaks(&[&out.stderr]);
 }
 
-/// Lease holder or not, every control-plane node applies its own files and
-/// keeps none of them.
+/// Every control-plane node applies its own files and keeps none of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_control_plane_node_applies_its_own_files() {
     let sb = Sandbox::new();
@@ -313,7 +312,7 @@ async fn every_control_plane_node_applies_its_own_files() {
     for agent in agents {
         assert_exit(&agent.finish().await, 0);
     }
-    assert_eq!(sb.catalyst.requests().len(), 1, "one PUT");
+    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1, "one kubeconfig");
     assert_eq!(
         sb.api
             .count(&Method::PATCH, &secret_path("cloud-credentials")),
