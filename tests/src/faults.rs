@@ -18,11 +18,10 @@ use crate::ship::{require_root, run};
 pub const NAMESPACES: &str = "/api/v1/namespaces";
 pub const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
 pub const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
-pub const LEASE: &str =
-    "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap";
-/// A holder name that tries to end the STATUS= line, tell systemd the unit
-/// is ready and drive the terminal of whoever reads the journal.
-pub const INJECTED_HOLDER: &str =
+/// Outside text (an error code catalyst-api sends) that tries to end the
+/// STATUS= line, tell systemd the unit is ready and drive the terminal of
+/// whoever reads the journal.
+pub const INJECTED: &str =
     "node-b\nREADY=1\nMAINPID=1\n\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m";
 pub const SHORT_DEADLINE: &str =
     "deadline: 3s\nretry:\n  initial_delay: 100ms\n  max_delay: 400ms\n";
@@ -123,21 +122,6 @@ pub fn status(code: u16, reason: &'static str, message: &str) -> Fault {
         reason,
         message: message.into(),
     }
-}
-
-/// Another node's Lease that nobody renews.
-pub fn foreign_lease(sb: &Sandbox, holder: &str, seconds: i64) {
-    sb.write_config("lease_duration: 1s\n");
-    sb.api.insert(
-        LEASE,
-        json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "catalyst-bootstrap", "namespace": "kube-system"},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
-                     "acquireTime": "2026-01-01T00:00:00.000000Z",
-                     "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 0},
-        }),
-    );
 }
 
 /// The environment's proxies all point at the trap.
@@ -380,7 +364,7 @@ pub fn invariants(
         (Some(0), state) => {
             assert!(done, "{name}: exit 0 without the done stamp");
             let state = state.as_ref().expect("state.json after a successful run");
-            for phase in ["wait", "lease", "kubeconfig", "seed", "secrets"] {
+            for phase in ["wait", "kubeconfig", "seed", "secrets"] {
                 assert_eq!(
                     state[phase]["outcome"], "done",
                     "{name}: {phase}: {state:#}"
@@ -391,7 +375,7 @@ pub fn invariants(
             if [65, 69, 70, 76, 77].contains(&code) && !name.starts_with("state_file") =>
         {
             assert!(!done, "{name}: failed but marked done");
-            let failed = ["kubeconfig", "seed", "wait", "lease", "secrets"]
+            let failed = ["kubeconfig", "seed", "wait", "secrets"]
                 .iter()
                 .any(|p| {
                     state[p]["outcome"] == "failed"
@@ -404,7 +388,7 @@ pub fn invariants(
         }
         (Some(75), Some(state)) => {
             assert!(!done, "{name}: interrupted but marked done");
-            let interrupted = ["kubeconfig", "seed", "wait", "lease", "secrets"]
+            let interrupted = ["kubeconfig", "seed", "wait", "secrets"]
                 .iter()
                 .any(|p| state[p]["outcome"] == "interrupted");
             assert!(

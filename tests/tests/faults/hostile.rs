@@ -80,7 +80,7 @@ pub(crate) const CASES: &[Case] = &[
         setup: |sb| {
             sb.catalyst.script([Step::Respond {
                 status: 503,
-                body: json!({"error": INJECTED_HOLDER, "detail": "x\u{7}"}).to_string(),
+                body: json!({"error": INJECTED, "detail": "x\u{7}"}).to_string(),
                 retry_after: None,
             }])
         },
@@ -88,30 +88,6 @@ pub(crate) const CASES: &[Case] = &[
         exit: Some(0),
         says: "node-b\\nREADY=1\\nMAINPID=1\\n\\u{1b}",
         outcome: "shown escaped on one line; systemd hears READY=1 only when done",
-        resume: None,
-    },
-    Case {
-        name: "lease_holder_injects_notify",
-        area: Area::Hostile,
-        fault: "a stale Lease held by `node-b\\nREADY=1\\nMAINPID=1` plus terminal escapes",
-        start: Start::DEFAULT,
-        setup: |sb| foreign_lease(sb, INJECTED_HOLDER, 1),
-        drive: Drive::Run,
-        exit: Some(0),
-        says: "holds Lease",
-        outcome: "shown escaped on one line; taken over after expiry; READY=1 only when done",
-        resume: None,
-    },
-    Case {
-        name: "lease_duration_absurd",
-        area: Area::Hostile,
-        fault: "a stale Lease of node-b claims `leaseDurationSeconds: 2000000000`",
-        start: Start::DEFAULT,
-        setup: |sb| foreign_lease(sb, "node-b", 2_000_000_000),
-        drive: Drive::Run,
-        exit: Some(0),
-        says: "counting it as 4s",
-        outcome: "counted as 4 × lease_duration (logged once); taken over, delivered",
         resume: None,
     },
     Case {

@@ -19,21 +19,6 @@ pub(crate) const CASES: &[Case] = &[
         resume: Some(nothing),
     },
     Case {
-        name: "sigkill_after_lease",
-        area: Area::Process,
-        fault: "SIGKILL right after the Lease was taken",
-        start: Start::DEFAULT,
-        setup: nothing,
-        drive: Drive::Signal {
-            ready: |_, e| e.contains("lease phase done"),
-            signal: Signal::SIGKILL,
-        },
-        exit: None,
-        says: "",
-        outcome: "next run (same node) takes its own Lease back and finishes",
-        resume: Some(nothing),
-    },
-    Case {
         name: "sigkill_mid_secret_create",
         area: Area::Process,
         fault: "SIGKILL while the Secret create is in flight",
@@ -147,29 +132,6 @@ pub(crate) const CASES: &[Case] = &[
         says: "Stopping on SIGTERM",
         outcome: "exit 75; next run resumes",
         resume: Some(|sb| sb.api.set_up(true)),
-    },
-    Case {
-        name: "sigint_waiting_for_lease",
-        area: Area::Process,
-        fault: "SIGINT while another node holds the Lease",
-        start: Start::DEFAULT,
-        setup: |sb| {
-            sb.write_config("lease_duration: 1s\n");
-            sb.api.insert(
-                "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap",
-                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                       "metadata": {"name": "catalyst-bootstrap", "namespace": "kube-system"},
-                       "spec": {"holderIdentity": "cp-gone", "leaseDurationSeconds": 1}}),
-            );
-        },
-        drive: Drive::Signal {
-            ready: |_, e| e.contains("cp-gone holds Lease"),
-            signal: Signal::SIGINT,
-        },
-        exit: Some(75),
-        says: "Stopping on SIGINT",
-        outcome: "exit 75; next run takes over once the Lease expires",
-        resume: Some(nothing),
     },
     Case {
         name: "sigterm_in_put_backoff",
