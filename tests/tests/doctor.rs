@@ -2,7 +2,7 @@
 //! state per check's fail path (a subset of the fault matrix's states:
 //! configuration, kubeconfig, API server down or not ready, certificate
 //! without the address, catalyst-api down / wrong CA / misrouted, seed and
-//! marker present, a Lease another node holds, done), each asserting the
+//! marker present, done), each asserting the
 //! lines it must print and that doctor changed nothing anywhere.
 
 use std::time::{Duration, Instant};
@@ -12,8 +12,6 @@ use catalyst_bootstrap_tests::pki::Pki;
 use catalyst_bootstrap_tests::sandbox::{CERT_NAMES, DEPLOYMENT_ID, Finished, Sandbox, Start};
 use http::Method;
 use serde_json::{Value, json};
-
-const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/catalyst-bootstrap";
 
 /// Every line doctor prints for a dependency, in order.
 const CHECKS: &[&str] = &[
@@ -31,7 +29,6 @@ const CHECKS: &[&str] = &[
     "catalyst-api tls",
     "catalyst-api route",
     "seed",
-    "lease",
     "state",
 ];
 
@@ -142,7 +139,6 @@ async fn healthy_every_line_ok_and_nothing_changes() {
         "no Authorization, no body",
     );
     expect(&out, "seed", "ok", "a run would create it");
-    expect(&out, "lease", "ok", "does not exist");
     expect(&out, "state", "ok", "a run starts from the beginning");
 
     // It asked catalyst-api exactly once, the way the README says.
@@ -157,7 +153,6 @@ async fn healthy_every_line_ok_and_nothing_changes() {
         "it did look at the API server"
     );
     assert_no_state_dir(&sb);
-    assert!(sb.api.object(LEASE).is_none(), "no Lease created");
     assert!(sb.seed_secret().is_none(), "no seed created");
 
     // --json: the same checks as data.
@@ -367,36 +362,6 @@ async fn seed_secret_without_its_key_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_held_by_another_node_is_a_warning() {
-    let sb = Sandbox::new();
-    sb.api.insert(
-        LEASE,
-        json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "catalyst-bootstrap", "namespace": "kube-system"},
-            "spec": {"holderIdentity": "node-b\u{1b}[2J", "leaseDurationSeconds": 30,
-                     "acquireTime": "2026-01-01T00:00:00.000000Z",
-                     "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 0},
-        }),
-    );
-    let out = doctor(&sb, "Lease held by another node").await;
-    assert_eq!(out.code, Some(0), "a warning does not fail");
-    expect(&out, "lease", "warn", "held by control-plane node node-b");
-    expect(&out, "lease", "warn", "a run waits for it");
-    assert!(
-        !out.stdout.contains('\u{1b}'),
-        "the holder is shown escaped"
-    );
-    assert!(
-        out.stdout
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with(&format!("{} ok, 1 warn, 0 fail", CHECKS.len() - 1))
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_run_everything_is_done() {
     let sb = Sandbox::new();
     let run = sb.run().await;
@@ -409,12 +374,10 @@ async fn after_a_run_everything_is_done() {
     let writes = sb.watch_state_writes();
     let requests = sb.api.requests().len();
     let seed = sb.seed_secret();
-    let lease = sb.api.object(LEASE);
     let out = sb.spawn(&["doctor"]).finish().await;
     println!("--- doctor, done:\n{}", out.stdout);
     assert_eq!(out.code, Some(0), "{}", out.stdout);
     expect(&out, "state", "ok", "the job is done; a run exits at once");
-    expect(&out, "lease", "ok", "recorded completion at");
     expect(
         &out,
         "seed",
@@ -436,7 +399,6 @@ async fn after_a_run_everything_is_done() {
         .collect();
     assert_eq!(before, after);
     assert_eq!(sb.seed_secret(), seed);
-    assert_eq!(sb.api.object(LEASE), lease);
     assert_eq!(
         sb.catalyst.store_count(DEPLOYMENT_ID),
         1,

@@ -69,9 +69,8 @@ async fn happy_path_tells_its_story_as_node_events() {
     let events = events_of(&sb, "cp-1");
     let reasons = reasons(&events);
     // The kubeconfig and the seed go side by side: either may come first.
-    assert_eq!(reasons.first(), Some(&"LeaseHeld"), "{reasons:?}");
     assert_eq!(reasons.last(), Some(&"JobDone"), "{reasons:?}");
-    let mut middle = reasons[1..reasons.len() - 1].to_vec();
+    let mut middle = reasons[..reasons.len() - 1].to_vec();
     let preflight = middle.iter().position(|r| *r == "PreflightPassed");
     let delivered = middle.iter().position(|r| *r == "KubeconfigDelivered");
     assert!(preflight < delivered, "{reasons:?}");
@@ -92,7 +91,6 @@ async fn happy_path_tells_its_story_as_node_events() {
             .find(|e| e["reason"] == reason)
             .map(|e| e["action"].as_str().unwrap().to_string())
     };
-    assert_eq!(action("LeaseHeld").as_deref(), Some("Lease"));
     assert_eq!(action("PreflightPassed").as_deref(), Some("Preflight"));
     assert_eq!(action("KubeconfigDelivered").as_deref(), Some("Kubeconfig"));
     assert_eq!(action("SeedWritten").as_deref(), Some("Seed"));
@@ -124,7 +122,6 @@ async fn a_rejected_token_is_a_warning_event() {
     assert_exit(&out, 77);
     let events = events_of(&sb, "cp-1");
     let reasons = reasons(&events);
-    assert_eq!(reasons.first(), Some(&"LeaseHeld"), "{reasons:?}");
     assert!(reasons.contains(&"SeedWritten"), "{reasons:?}");
     assert!(!reasons.contains(&"JobDone"), "{reasons:?}");
     let failed: Vec<_> = events
@@ -146,22 +143,35 @@ async fn a_rejected_token_is_a_warning_event() {
     sb.assert_no_leaks(&[&out.stderr, &json]);
 }
 
+/// A node that comes second does the whole job too and says what it found:
+/// the kubeconfig already set, the seed kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_node_did_the_work() {
+async fn another_node_did_the_work_first() {
     let sb = Sandbox::new();
     assert_exit(&run_as(&sb, "cp-1").await, 0);
     let out = run_as(&sb, "cp-2").await;
     assert_exit(&out, 0);
     let events = events_of(&sb, "cp-2");
-    assert_eq!(reasons(&events), ["PeerCompleted", "JobDone"]);
-    let peer = &events[0];
-    assert_eq!(peer["type"], "Normal");
-    assert_eq!(peer["action"], "Lease");
-    let note = peer["note"].as_str().unwrap();
+    let mut told = reasons(&events);
+    assert_eq!(told.pop(), Some("JobDone"), "{told:?}");
+    told.sort();
+    assert_eq!(told, ["KubeconfigAlreadyCaptured", "PreflightPassed", "SeedKept"]);
+    let event = |reason: &str| events.iter().find(|e| e["reason"] == reason).unwrap();
+    let captured = event("KubeconfigAlreadyCaptured");
+    assert_eq!(captured["type"], "Normal");
+    assert_eq!(captured["action"], "Kubeconfig");
+    let note = captured["note"].as_str().unwrap();
     assert!(
-        note.contains("control-plane node cp-1 did the work"),
+        note.contains("403 already-set") && note.contains("another control-plane node"),
         "{note}"
     );
+    let kept = event("SeedKept");
+    assert_eq!(kept["type"], "Normal");
+    assert_eq!(kept["action"], "Seed");
+    let note = kept["note"].as_str().unwrap();
+    assert!(note.contains("kept it unchanged"), "{note}");
+    let note = event("JobDone")["note"].as_str().unwrap();
+    assert!(note.contains("already captured"), "{note}");
     // cp-1's own story is untouched by cp-2's.
     assert_eq!(reasons(&events_of(&sb, "cp-1")).last(), Some(&"JobDone"));
     let json = all_events_json(&sb);
