@@ -573,9 +573,6 @@ fn route(
         ("GET", ["apis"]) => (
             200,
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
-            "name": "coordination.k8s.io",
-            "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"}}, {
             "name": "events.k8s.io",
             "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
             "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}}]}),
@@ -614,10 +611,6 @@ fn route(
                     ("secrets", "Secret", true, ""),
                 ],
             ),
-        ),
-        ("GET", ["apis", "coordination.k8s.io", "v1"]) => (
-            200,
-            resource_list("coordination.k8s.io/v1", &[("leases", "Lease", true, "")]),
         ),
         ("GET", ["openapi", "v3"]) => (
             200,
@@ -691,62 +684,6 @@ fn route(
                 name,
             };
             patch(c, at, raw, req)
-        }
-        (
-            "POST",
-            [
-                "apis",
-                "coordination.k8s.io",
-                "v1",
-                "namespaces",
-                ns,
-                "leases",
-            ],
-        ) => {
-            let Some(obj) = checked_body(raw, body, "Lease", Some(ns)) else {
-                return bad_request();
-            };
-            if !c.objects.contains_key(&format!("/api/v1/namespaces/{ns}")) {
-                return not_found("namespaces", ns);
-            }
-            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            create(
-                c,
-                &format!("{path}/{name}"),
-                "leases.coordination.k8s.io",
-                &name,
-                obj,
-                |_| {},
-            )
-        }
-        (
-            "GET",
-            [
-                "apis",
-                "coordination.k8s.io",
-                "v1",
-                "namespaces",
-                _,
-                "leases",
-                name,
-            ],
-        ) => get(c, path, "leases.coordination.k8s.io", name),
-        (
-            "PUT",
-            [
-                "apis",
-                "coordination.k8s.io",
-                "v1",
-                "namespaces",
-                ns,
-                "leases",
-                name,
-            ],
-        ) => {
-            let Some(obj) = checked_body(raw, body, "Lease", Some(ns)) else {
-                return bad_request();
-            };
-            update(c, path, "leases.coordination.k8s.io", name, obj)
         }
         ("DELETE", ["api", "v1", "namespaces", _, "secrets", name]) => match c.objects.remove(path)
         {
@@ -1005,33 +942,6 @@ fn create(
     c.objects.insert(key.to_string(), obj.clone());
     *c.creations.entry(key.to_string()).or_default() += 1;
     (201, obj)
-}
-
-/// A replace, conditional on `metadata.resourceVersion` when the body has
-/// one, as the API server does it: a stale version is `409 Conflict`.
-fn update(c: &mut Cluster, key: &str, kind: &str, name: &str, mut obj: Value) -> (u16, Value) {
-    let Some(stored) = c.objects.get(key) else {
-        return not_found(kind, name);
-    };
-    if obj["metadata"]["name"] != name {
-        return bad_request();
-    }
-    let current = stored["metadata"]["resourceVersion"].clone();
-    let given = &obj["metadata"]["resourceVersion"];
-    if !given.is_null() && *given != current {
-        let msg = format!(
-            "Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified; \
-             please apply your changes to the latest version and try again"
-        );
-        return (
-            409,
-            status(409, "Conflict", &msg, json!({"name": name, "kind": kind})),
-        );
-    }
-    for field in ["uid", "creationTimestamp"] {
-        obj["metadata"][field] = stored["metadata"][field].clone();
-    }
-    (200, c.store(key, obj))
 }
 
 fn get(c: &Cluster, key: &str, kind: &str, name: &str) -> (u16, Value) {
