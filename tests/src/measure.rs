@@ -1,5 +1,5 @@
-//! What the benchmark runners (`bench/run`, `bench/lease`) share: medians,
-//! the machine and commit a result was taken on, and writing it out.
+//! The benchmark's helpers (`bench/run`): medians, the machine and commit a
+//! result was taken on, and writing it out.
 
 use std::path::Path;
 use std::process::Command;

@@ -480,16 +480,7 @@ retry:
     /// The same, for callers that reap the process themselves (the
     /// benchmark, which needs its rusage).
     pub fn std_command(&self, args: &[&str]) -> std::process::Command {
-        self.std_command_of(agent_command(), args)
-    }
-
-    /// The same with another program (`bench/lease` runs two builds of the
-    /// agent against one sandbox).
-    pub fn std_command_of(
-        &self,
-        mut cmd: std::process::Command,
-        args: &[&str],
-    ) -> std::process::Command {
+        let mut cmd = agent_command();
         cmd.arg("--config").arg(self.config_path()).args(args);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
