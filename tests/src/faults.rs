@@ -21,8 +21,7 @@ pub const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed
 /// Outside text (an error code catalyst-api sends) that tries to end the
 /// STATUS= line, tell systemd the unit is ready and drive the terminal of
 /// whoever reads the journal.
-pub const INJECTED: &str =
-    "node-b\nREADY=1\nMAINPID=1\n\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m";
+pub const INJECTED: &str = "node-b\nREADY=1\nMAINPID=1\n\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m";
 pub const SHORT_DEADLINE: &str =
     "deadline: 3s\nretry:\n  initial_delay: 100ms\n  max_delay: 400ms\n";
 
@@ -375,12 +374,10 @@ pub fn invariants(
             if [65, 69, 70, 76, 77].contains(&code) && !name.starts_with("state_file") =>
         {
             assert!(!done, "{name}: failed but marked done");
-            let failed = ["kubeconfig", "seed", "wait", "secrets"]
-                .iter()
-                .any(|p| {
-                    state[p]["outcome"] == "failed"
-                        && state[p]["detail"].as_str().is_some_and(|d| !d.is_empty())
-                });
+            let failed = ["kubeconfig", "seed", "wait", "secrets"].iter().any(|p| {
+                state[p]["outcome"] == "failed"
+                    && state[p]["detail"].as_str().is_some_and(|d| !d.is_empty())
+            });
             assert!(
                 failed,
                 "{name}: exit {code} but no phase says why: {state:#}"

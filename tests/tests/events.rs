@@ -155,7 +155,10 @@ async fn another_node_did_the_work_first() {
     let mut told = reasons(&events);
     assert_eq!(told.pop(), Some("JobDone"), "{told:?}");
     told.sort();
-    assert_eq!(told, ["KubeconfigAlreadyCaptured", "PreflightPassed", "SeedKept"]);
+    assert_eq!(
+        told,
+        ["KubeconfigAlreadyCaptured", "PreflightPassed", "SeedKept"]
+    );
     let event = |reason: &str| events.iter().find(|e| e["reason"] == reason).unwrap();
     let captured = event("KubeconfigAlreadyCaptured");
     assert_eq!(captured["type"], "Normal");

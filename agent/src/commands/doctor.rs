@@ -16,9 +16,9 @@ use serde::Serialize;
 
 use crate::config::token::{self, BearerToken};
 use crate::config::{self, AddressSource, Config, Overrides, Preflight, PublicAddress};
+use crate::job::kubeconfig;
 use crate::job::preflight::{self, Check, Passed, PreflightError};
 use crate::job::seed::{self, Ownership, Plan};
-use crate::job::kubeconfig;
 use crate::peers::cluster::Cluster;
 use crate::peers::metadata::Metadata;
 use crate::peers::retry::innermost;
@@ -330,11 +330,8 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 6] {
             Err(_) => None,
         }
     };
-    let ((ready, took, version), preflight, seed) = tokio::join!(
-        probe,
-        preflight,
-        timed(seed::plan(cluster, &config.seed))
-    );
+    let ((ready, took, version), preflight, seed) =
+        tokio::join!(probe, preflight, timed(seed::plan(cluster, &config.seed)));
     let server = cluster.server();
     let (api_line, date) = match (ready, version) {
         (Err(e), _) => (

@@ -180,7 +180,9 @@ impl Ended for Delivered {
     fn detail(&self) -> String {
         match self.0 {
             Delivery::Captured => "delivered",
-            Delivery::AlreadyCaptured => "already captured by an earlier attempt or another control-plane node",
+            Delivery::AlreadyCaptured => {
+                "already captured by an earlier attempt or another control-plane node"
+            }
         }
         .to_string()
     }

@@ -71,12 +71,8 @@ pub(crate) enum Phase {
 }
 
 impl Phase {
-    pub(crate) const ALL: [Phase; 4] = [
-        Phase::Wait,
-        Phase::Kubeconfig,
-        Phase::Seed,
-        Phase::Secrets,
-    ];
+    pub(crate) const ALL: [Phase; 4] =
+        [Phase::Wait, Phase::Kubeconfig, Phase::Seed, Phase::Secrets];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -396,7 +392,10 @@ mod tests {
                 r#"{{"version": 1, "deployment_id": "{ID}", "wait": {}, "lease": {},
                     "kubeconfig": {}, "seed": {}}}"#,
                 record("done", "API server at https://127.0.0.1:6443 is ready"),
-                record("done", "node cp-1 holds Lease kube-system/catalyst-bootstrap"),
+                record(
+                    "done",
+                    "node cp-1 holds Lease kube-system/catalyst-bootstrap"
+                ),
                 record("done", "delivered"),
                 record("running", "writing Secret openbao/openbao-recovery-seed"),
             ),

@@ -1,5 +1,5 @@
 //! Text that comes from outside the process: server answers, Kubernetes
-//! `Status` messages, Lease fields, texts derived from files. It is held as
+//! `Status` messages, texts derived from files. It is held as
 //! [`Untrusted`], which has no `Display`; the one way to an operator surface
 //! (stderr, the journal, sd_notify, state.json, `status`, an error chain) is
 //! [`Untrusted::shown`], which

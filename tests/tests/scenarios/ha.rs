@@ -34,12 +34,23 @@ async fn three_control_plane_nodes_store_one_kubeconfig_and_create_one_seed() {
         sb.assert_no_leaks(&[&out.stderr, &out.stdout]);
     }
     assert_eq!(sb.catalyst.requests().len(), 3, "every node sends it");
-    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1, "one kubeconfig stored");
+    assert_eq!(
+        sb.catalyst.store_count(DEPLOYMENT_ID),
+        1,
+        "one kubeconfig stored"
+    );
     assert!(sb.seed_secret().is_some());
-    assert_eq!(sb.api.count(&Method::PATCH, SEED), 0, "the seed is never patched");
+    assert_eq!(
+        sb.api.count(&Method::PATCH, SEED),
+        0,
+        "the seed is never patched"
+    );
     assert_eq!(sb.api.count(&Method::PUT, SEED), 0, "nor replaced");
     assert!(
-        sb.api.requests().iter().all(|r| !r.path.contains("/leases/")),
+        sb.api
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/leases/")),
         "no Lease"
     );
     let (mut delivered, mut captured, mut written, mut kept) = (0, 0, 0, 0);
@@ -57,9 +68,16 @@ async fn three_control_plane_nodes_store_one_kubeconfig_and_create_one_seed() {
         }
     }
     assert_eq!((delivered, captured), (1, 2), "one stored, two already set");
-    assert_eq!((written, kept), (1, 2), "one seed created, kept by the others");
+    assert_eq!(
+        (written, kept),
+        (1, 2),
+        "one seed created, kept by the others"
+    );
     let says = |text: &str| outs.iter().filter(|o| o.stderr.contains(text)).count();
-    assert_eq!(says("(403 already-set): an earlier attempt or another control-plane node"), 2);
+    assert_eq!(
+        says("(403 already-set): an earlier attempt or another control-plane node"),
+        2
+    );
     assert_eq!(says("already holds a seed; kept it unchanged"), 2);
 }
 
@@ -104,7 +122,10 @@ async fn a_node_killed_mid_put_holds_nobody_up() {
         if let Some(body) = sb.catalyst.arrivals().first() {
             break sent_by(body);
         }
-        assert!(std::time::Instant::now() < end, "no PUT reached catalyst-api");
+        assert!(
+            std::time::Instant::now() < end,
+            "no PUT reached catalyst-api"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     agents[victim].signal(Signal::SIGKILL);
@@ -125,7 +146,11 @@ async fn a_node_killed_mid_put_holds_nobody_up() {
         took < patience(Duration::from_secs(10)),
         "the others finished {took:?} after the kill, far sooner than the hung PUT"
     );
-    assert_eq!(sb.catalyst.store_count(DEPLOYMENT_ID), 1, "one kubeconfig stored");
+    assert_eq!(
+        sb.catalyst.store_count(DEPLOYMENT_ID),
+        1,
+        "one kubeconfig stored"
+    );
     let stored = sb.catalyst.stored(DEPLOYMENT_ID).unwrap();
     assert_ne!(sent_by(&stored), victim, "a survivor's");
     assert!(sb.seed_secret().is_some());
@@ -141,7 +166,14 @@ async fn a_node_killed_mid_put_holds_nobody_up() {
         seeds.push(state["seed"]["detail"].as_str().unwrap().to_string());
     }
     kubeconfigs.sort();
-    assert_eq!(kubeconfigs, [ALREADY, "delivered"], "one stored, one already set");
+    assert_eq!(
+        kubeconfigs,
+        [ALREADY, "delivered"],
+        "one stored, one already set"
+    );
     // The victim may have created the seed before it died: then both keep it.
-    assert!(seeds.iter().filter(|s| *s == KEPT).count() >= 1, "{seeds:?}");
+    assert!(
+        seeds.iter().filter(|s| *s == KEPT).count() >= 1,
+        "{seeds:?}"
+    );
 }

@@ -15,9 +15,9 @@ use http::Method;
 use serde_json::{Value, json};
 
 mod adoption;
+mod ha;
 mod job;
 mod kubeconfig;
-mod ha;
 mod secrets;
 mod seed;
 mod status;
@@ -28,7 +28,6 @@ const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
 const MARKER: &str = "/api/v1/namespaces/openbao/secrets/openbao-init-marker";
 
 const SEED: &str = "/api/v1/namespaces/openbao/secrets/openbao-recovery-seed";
-
 
 /// The agent said `needle` on stderr.
 fn assert_stderr(out: &Finished, needle: &str) {
