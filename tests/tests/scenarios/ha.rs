@@ -177,3 +177,30 @@ async fn a_node_killed_mid_put_holds_nobody_up() {
         "{seeds:?}"
     );
 }
+
+/// A configuration written for 0.1 still runs: `lease_duration` is accepted
+/// and ignored, with one warning naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_sets_lease_duration_still_runs_with_one_warning() {
+    let sb = Sandbox::new();
+    sb.write_config("lease_duration: 30s\n");
+    let out = sb.run().await;
+    assert_exit(&out, 0);
+    let warned: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("`lease_duration` is no longer used"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", out.stderr);
+    assert!(
+        warned[0].contains(" WARN ") && warned[0].contains(".yaml"),
+        "{}",
+        warned[0]
+    );
+    let shown = sb.command(&["check-config"]).output().await.unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("lease_duration: 30s (ignored: no longer used)"),
+        "{shown}"
+    );
+}
