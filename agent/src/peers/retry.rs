@@ -33,8 +33,8 @@ pub(crate) struct RetryPolicy {
     /// cadence happens to land right after the port opens (~0.4 s after
     /// it in bench/results.md).
     pub(crate) refused_max: Duration,
-    /// The delay between tries while a server answers that it is overloaded
-    /// (429, 5xx) without saying when to come back: each such try costs it
+    /// The time from one try's start to the next while a server answers that
+    /// it is overloaded (429, 5xx) without saying when to come back: each such try costs it
     /// work, so never more often than the shell this replaces (`curl
     /// --retry-delay 10`); and not growing either, or the tries after a long
     /// overload come a growing step behind the shell's and so does the
@@ -247,6 +247,7 @@ impl Step<'_> {
             n += 1;
             progress.attempt(n);
             let span = tracing::info_span!("attempt", catalyst_attempt = n);
+            let began = Instant::now();
             // The deadline bounds each attempt too: a peer that drips its
             // answer a byte at a time never trips a per-read timeout.
             let err = match tokio::time::timeout_at(deadline, op(n).instrument(span.clone())).await
@@ -268,7 +269,19 @@ impl Step<'_> {
             };
             let (next, pending) = match err.verdict() {
                 Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
-                Verdict::Retry(hint) => (policy.delay_with(n, &hint, unit), false),
+                Verdict::Retry(hint) => {
+                    let delay = policy.delay_with(n, &hint, unit);
+                    // The overloaded cadence counts from the try's start, as
+                    // one try per delay: counted from each answer, the
+                    // answers' time would add up over a long overload and
+                    // delay the capture after it.
+                    let next = if hint.overloaded && hint.after.is_none() {
+                        (began + delay).saturating_duration_since(Instant::now())
+                    } else {
+                        delay
+                    };
+                    (next, false)
+                }
                 Verdict::Pending(next) => (next, true),
             };
             if let Some(alarm) = err.alarm() {
@@ -615,6 +628,81 @@ mod tests {
                     draw()
                 );
             }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_overloaded_answers_do_not_stretch_the_cadence() {
+        // Tries start one cadence apart, however long each answer took; an
+        // answer slower than the cadence is followed by the next try at once.
+        for (answer, want) in [(3.0, [10.0, 10.0, 10.0]), (12.0, [12.0, 12.0, 12.0])] {
+            for (draw, spread) in [((|| 0.0) as fn() -> f64, 0.0), (|| 1.0, 0.04)] {
+                let log = Log::default();
+                let policy = RetryPolicy::default();
+                let starts = Mutex::new(Vec::new());
+                let far = Instant::now() + Duration::from_secs(1800);
+                step(&policy, far, "thing", &log)
+                    .retry_with(draw, |n| {
+                        starts.lock().unwrap().push(Instant::now());
+                        async move {
+                            tokio::time::sleep(secs(answer)).await;
+                            if n == 4 {
+                                return Ok(());
+                            }
+                            Err(Fake(Verdict::Retry(Retry {
+                                overloaded: true,
+                                ..Retry::default()
+                            })))
+                        }
+                    })
+                    .await
+                    .unwrap();
+                let starts = starts.into_inner().unwrap();
+                let gaps: Vec<_> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+                let want = want.map(|w: f64| secs(w.max(10.0 + spread)));
+                assert!(
+                    gaps.iter().zip(want).all(|(&g, w)| close(g, w)),
+                    "answers in {answer} s, spread {spread}: {gaps:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_delays_count_from_the_answer() {
+        // A server's `Retry-After` is relative to its answer, and a backoff
+        // gives the peer that long to heal after the failure.
+        let told = Retry {
+            after: Some(Duration::from_secs(10)),
+            overloaded: true,
+            ..Retry::default()
+        };
+        // Answers take 3 s; then 10 s as told, or the first backoff step
+        // (1 s, spread to 0.8 s by the draw).
+        for (hint, want) in [(told, 13.0), (Retry::default(), 3.8)] {
+            let log = Log::default();
+            let policy = RetryPolicy::default();
+            let starts = Mutex::new(Vec::new());
+            let far = Instant::now() + Duration::from_secs(1800);
+            step(&policy, far, "thing", &log)
+                .retry_with(
+                    || 0.0,
+                    |n| {
+                        starts.lock().unwrap().push(Instant::now());
+                        async move {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            if n == 2 {
+                                return Ok(());
+                            }
+                            Err(Fake(Verdict::Retry(hint)))
+                        }
+                    },
+                )
+                .await
+                .unwrap();
+            let starts = starts.into_inner().unwrap();
+            let gap = starts[1] - starts[0];
+            assert!(close(gap, secs(want)), "{hint:?}: {gap:?}");
         }
     }
 
