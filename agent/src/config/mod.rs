@@ -119,7 +119,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("retry", Table, Unset(""), ""),
     Key::new("retry.initial_delay", Dur, Is("1s"), "first backoff step"),
     Key::new("retry.max_delay", Dur, Is("60s"), "backoff ceiling"),
-    Key::new("retry.overloaded_delay", Dur, Is("10s"), "least delay after catalyst-api said it is overloaded (`429`, `5xx`) without `Retry-After`"),
+    Key::new("retry.overloaded_delay", Dur, Is("10s"), "delay between tries while catalyst-api answers that it is overloaded (`429`, `5xx`) without `Retry-After`: a fixed cadence, like the shell's"),
     Key::new("seed", Table, Unset(""), ""),
     Key::new("seed.namespace", Text, Is("openbao"), "namespace of the seed Secret"),
     Key::new("seed.name", Text, Is("openbao-recovery-seed"), "name of the seed Secret"),

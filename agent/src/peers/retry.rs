@@ -27,13 +27,24 @@ pub(crate) struct RetryPolicy {
     /// Ceiling of a server's `Retry-After`; a broken proxy must not park us.
     pub(crate) max_retry_after: Duration,
     /// Ceiling when the peer refused the connection: probing a closed port
-    /// costs the server nothing, and we want to be there the moment it opens
-    /// (half a second: capture within a second of it, request included).
+    /// costs the server nothing, and we want to be there the moment it opens.
+    /// The capture comes at most this plus one request (~0.15 s) after it,
+    /// which keeps it ahead of the shell even when the shell's own 10 s
+    /// cadence happens to land right after the port opens (~0.4 s after
+    /// it in bench/results.md).
     pub(crate) refused_max: Duration,
-    /// Floor when a server answered that it is overloaded (429, 5xx) without
-    /// saying when to come back: each such try costs it work, so never more
-    /// often than the shell this replaces (`curl --retry-delay 10`).
+    /// The time from one try's start to the next while a server answers that
+    /// it is overloaded (429, 5xx) without saying when to come back: each such try costs it
+    /// work, so never more often than the shell this replaces (`curl
+    /// --retry-delay 10`); and not growing either, or the tries after a long
+    /// overload come a growing step behind the shell's and so does the
+    /// capture (~30 s after a 120 s overload, when the backoff grew).
     pub(crate) overloaded_min: Duration,
+    /// Spread of that delay, upwards only (the floor is the point) and small:
+    /// each try's spread adds to the next one's start, and the sum over a
+    /// long overload is how much later than the shell the capture comes
+    /// (12 tries in a 120 s overload: at most ~0.5 s).
+    pub(crate) overloaded_jitter: f64,
 }
 
 impl Default for RetryPolicy {
@@ -45,8 +56,9 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             jitter: 0.2,
             max_retry_after: Duration::from_secs(300),
-            refused_max: Duration::from_millis(500),
+            refused_max: Duration::from_millis(200),
             overloaded_min: config::default_duration("retry.overloaded_delay"),
+            overloaded_jitter: 0.004,
         }
     }
 }
@@ -78,6 +90,12 @@ impl RetryPolicy {
             let after = after.min(self.max_retry_after);
             return after + after.mul_f64(self.jitter * unit());
         }
+        if hint.overloaded {
+            // Never quicker than the first backoff step, so that
+            // `retry.overloaded_delay: 0s` cannot hammer the server.
+            let every = self.overloaded_min.max(self.initial);
+            return every + every.mul_f64(self.overloaded_jitter * unit());
+        }
         let exp = self
             .multiplier
             .powi(failed.saturating_sub(1).min(63) as i32);
@@ -88,12 +106,7 @@ impl RetryPolicy {
         };
         let base = self.initial.mul_f64(exp).min(cap);
         let spread = 1.0 + self.jitter * (2.0 * unit() - 1.0);
-        let delay = base.mul_f64(spread).min(cap);
-        if hint.overloaded {
-            delay.max(self.overloaded_min)
-        } else {
-            delay
-        }
+        base.mul_f64(spread).min(cap)
     }
 }
 
@@ -234,6 +247,7 @@ impl Step<'_> {
             n += 1;
             progress.attempt(n);
             let span = tracing::info_span!("attempt", catalyst_attempt = n);
+            let began = Instant::now();
             // The deadline bounds each attempt too: a peer that drips its
             // answer a byte at a time never trips a per-read timeout.
             let err = match tokio::time::timeout_at(deadline, op(n).instrument(span.clone())).await
@@ -255,7 +269,19 @@ impl Step<'_> {
             };
             let (next, pending) = match err.verdict() {
                 Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
-                Verdict::Retry(hint) => (policy.delay_with(n, &hint, unit), false),
+                Verdict::Retry(hint) => {
+                    let delay = policy.delay_with(n, &hint, unit);
+                    // The overloaded cadence counts from the try's start, as
+                    // one try per delay: counted from each answer, the
+                    // answers' time would add up over a long overload and
+                    // delay the capture after it.
+                    let next = if hint.overloaded && hint.after.is_none() {
+                        (began + delay).saturating_duration_since(Instant::now())
+                    } else {
+                        delay
+                    };
+                    (next, false)
+                }
                 Verdict::Pending(next) => (next, true),
             };
             if let Some(alarm) = err.alarm() {
@@ -410,7 +436,7 @@ mod tests {
                 after: None,
             },
         );
-        assert!(d <= Duration::from_millis(500), "{d:?}");
+        assert!(d <= Duration::from_millis(200), "{d:?}");
     }
 
     #[test]
@@ -477,15 +503,36 @@ mod tests {
             ..Retry::default()
         };
         assert!(close(p.delay_with(1, &refused, || 0.5), secs(0.1)));
-        assert!(close(p.delay_with(3, &refused, || 0.5), secs(0.4)));
-        assert!(close(p.delay_with(3, &refused, || 1.0), secs(0.48)));
-        assert!(close(p.delay_with(4, &refused, || 0.5), secs(0.5)));
+        assert!(close(p.delay_with(1, &refused, || 1.0), secs(0.12)));
+        assert!(close(p.delay_with(2, &refused, || 0.0), secs(0.16)));
+        assert!(close(p.delay_with(2, &refused, || 1.0), secs(0.2)));
+        assert!(close(p.delay_with(30, &refused, || 0.5), secs(0.2)));
         let overloaded = Retry {
             overloaded: true,
             ..Retry::default()
         };
-        assert!(close(p.delay_with(1, &overloaded, || 0.5), secs(10.0)));
-        assert!(close(p.delay_with(9, &overloaded, || 0.5), secs(25.6)));
+        // A fixed cadence whatever the count, spread upwards only.
+        for failed in [1, 2, 9, 40, u32::MAX] {
+            assert!(close(p.delay_with(failed, &overloaded, || 0.0), secs(10.0)));
+            assert!(close(
+                p.delay_with(failed, &overloaded, || 0.5),
+                secs(10.02)
+            ));
+            assert!(close(
+                p.delay_with(failed, &overloaded, || 1.0),
+                secs(10.04)
+            ));
+        }
+        // A zero cadence falls back to the first backoff step.
+        let unset = RetryPolicy {
+            overloaded_min: Duration::ZERO,
+            ..p
+        };
+        assert!(close(unset.delay_with(9, &overloaded, || 0.0), secs(0.1)));
+        assert!(close(
+            unset.delay_with(9, &overloaded, || 1.0),
+            secs(0.1004)
+        ));
         let after = |s| Retry {
             after: Some(secs(s)),
             ..overloaded
@@ -508,6 +555,7 @@ mod tests {
                 max_retry_after: Duration::from_secs(300),
                 refused_max: Duration::from_millis(50),
                 overloaded_min: Duration::ZERO,
+                overloaded_jitter: 0.004,
             }
         );
     }
@@ -534,6 +582,142 @@ mod tests {
             Err(Fake(Verdict::Retry(Retry::default())))
         } else {
             Ok(n)
+        }
+    }
+
+    /// A catalyst-api down for `span` (refusing connections, or answering
+    /// 503 when `overloaded`), retried with production delays and every
+    /// jitter draw `draw`: the tries sent during the outage, and how long
+    /// after it ended the kubeconfig was captured.
+    async fn outage(span: Duration, overloaded: bool, draw: fn() -> f64) -> (u32, Duration) {
+        let log = Log::default();
+        let policy = RetryPolicy::default();
+        let start = Instant::now();
+        let recovered = start + span;
+        let far = start + Duration::from_secs(1800);
+        let during = step(&policy, far, "thing", &log)
+            .retry_with(draw, |n| async move {
+                if Instant::now() >= recovered {
+                    return Ok(n - 1);
+                }
+                Err(Fake(Verdict::Retry(Retry {
+                    refused: !overloaded,
+                    overloaded,
+                    after: None,
+                })))
+            })
+            .await
+            .unwrap();
+        (during, Instant::now() - recovered)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_overload_is_retried_at_the_shells_cadence() {
+        // The shell this replaces tries every 10 s whatever the span: as few
+        // tries during the overload, and the capture as soon after it.
+        for draw in [(|| 0.0) as fn() -> f64, || 0.5, || 0.999] {
+            for secs in [5, 30, 120] {
+                let span = Duration::from_secs(secs);
+                let (during, after) = outage(span, true, draw).await;
+                let shell_tries = secs.div_ceil(10);
+                assert!(during as u64 <= shell_tries, "{secs} s: {during} tries");
+                let shell_capture = Duration::from_secs(shell_tries * 10) - span;
+                assert!(
+                    after <= shell_capture + Duration::from_millis(500),
+                    "{secs} s, draw {}: captured {after:?} after recovery",
+                    draw()
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_overloaded_answers_do_not_stretch_the_cadence() {
+        // Tries start one cadence apart, however long each answer took; an
+        // answer slower than the cadence is followed by the next try at once.
+        for (answer, want) in [(3.0, [10.0, 10.0, 10.0]), (12.0, [12.0, 12.0, 12.0])] {
+            for (draw, spread) in [((|| 0.0) as fn() -> f64, 0.0), (|| 1.0, 0.04)] {
+                let log = Log::default();
+                let policy = RetryPolicy::default();
+                let starts = Mutex::new(Vec::new());
+                let far = Instant::now() + Duration::from_secs(1800);
+                step(&policy, far, "thing", &log)
+                    .retry_with(draw, |n| {
+                        starts.lock().unwrap().push(Instant::now());
+                        async move {
+                            tokio::time::sleep(secs(answer)).await;
+                            if n == 4 {
+                                return Ok(());
+                            }
+                            Err(Fake(Verdict::Retry(Retry {
+                                overloaded: true,
+                                ..Retry::default()
+                            })))
+                        }
+                    })
+                    .await
+                    .unwrap();
+                let starts = starts.into_inner().unwrap();
+                let gaps: Vec<_> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+                let want = want.map(|w: f64| secs(w.max(10.0 + spread)));
+                assert!(
+                    gaps.iter().zip(want).all(|(&g, w)| close(g, w)),
+                    "answers in {answer} s, spread {spread}: {gaps:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_delays_count_from_the_answer() {
+        // A server's `Retry-After` is relative to its answer, and a backoff
+        // gives the peer that long to heal after the failure.
+        let told = Retry {
+            after: Some(Duration::from_secs(10)),
+            overloaded: true,
+            ..Retry::default()
+        };
+        // Answers take 3 s; then 10 s as told, or the first backoff step
+        // (1 s, spread to 0.8 s by the draw).
+        for (hint, want) in [(told, 13.0), (Retry::default(), 3.8)] {
+            let log = Log::default();
+            let policy = RetryPolicy::default();
+            let starts = Mutex::new(Vec::new());
+            let far = Instant::now() + Duration::from_secs(1800);
+            step(&policy, far, "thing", &log)
+                .retry_with(
+                    || 0.0,
+                    |n| {
+                        starts.lock().unwrap().push(Instant::now());
+                        async move {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            if n == 2 {
+                                return Ok(());
+                            }
+                            Err(Fake(Verdict::Retry(hint)))
+                        }
+                    },
+                )
+                .await
+                .unwrap();
+            let starts = starts.into_inner().unwrap();
+            let gap = starts[1] - starts[0];
+            assert!(close(gap, secs(want)), "{hint:?}: {gap:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_connections_capture_within_a_fifth_of_a_second() {
+        for draw in [(|| 0.0) as fn() -> f64, || 0.5, || 0.999] {
+            // Not whole seconds, so recovery falls between two probes.
+            for span in [5.3, 30.7, 120.45] {
+                let (_, after) = outage(secs(span), false, draw).await;
+                assert!(
+                    after <= Duration::from_millis(200),
+                    "{span} s, draw {}: captured {after:?} after recovery",
+                    draw()
+                );
+            }
         }
     }
 

@@ -342,9 +342,9 @@ fn markdown(r: &Value) -> String {
             None => String::new(),
         };
         let target = if row["kind"] == "unreachable" {
-            "agent captures < 1 s after recovery"
+            "agent's worst < 1 s and ≤ shell's median"
         } else {
-            "agent sends ≤ shell's requests"
+            "agent sends ≤ shell's requests; agent's worst ≤ shell's median"
         };
         out += &format!(
             "| catalyst-api {} for {} s | {}captured {:.0} ms after recovery (worst {:.0} ms) | {}captured {:.0} ms after recovery (worst {:.0} ms) | | {target} |\n",
