@@ -131,9 +131,6 @@ pub(crate) enum Verdict {
     /// Retrying cannot help; the process ends with this kind.
     Permanent(Exit),
     Retry(Retry),
-    /// Not a failure: what is awaited is still going on (another node holds
-    /// the Lease); look again after exactly this long.
-    Pending(Duration),
 }
 
 impl Verdict {
@@ -197,9 +194,6 @@ pub(crate) trait Progress {
     fn alarm(&self, text: &str);
     /// Attempt `n` failed with `error`; the next starts after `next`.
     fn retrying(&self, n: u32, error: &str, next: Duration);
-    /// Attempt `n` found what it waits for still going on (`status`); the
-    /// next looks again after `next`.
-    fn pending(&self, n: u32, status: &str, next: Duration);
     /// Attempt `n` succeeded.
     fn succeeded(&self, n: u32);
 }
@@ -267,7 +261,7 @@ impl Step<'_> {
                     .context(Exit::Deadline);
                 }
             };
-            let (next, pending) = match err.verdict() {
+            let next = match err.verdict() {
                 Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
                 Verdict::Retry(hint) => {
                     let delay = policy.delay_with(n, &hint, unit);
@@ -275,14 +269,12 @@ impl Step<'_> {
                     // one try per delay: counted from each answer, the
                     // answers' time would add up over a long overload and
                     // delay the capture after it.
-                    let next = if hint.overloaded && hint.after.is_none() {
+                    if hint.overloaded && hint.after.is_none() {
                         (began + delay).saturating_duration_since(Instant::now())
                     } else {
                         delay
-                    };
-                    (next, false)
+                    }
                 }
-                Verdict::Pending(next) => (next, true),
             };
             if let Some(alarm) = err.alarm() {
                 span.in_scope(|| progress.alarm(&alarm));
@@ -295,13 +287,7 @@ impl Step<'_> {
                 .context(Exit::Deadline);
             }
             // Inside the attempt's span, so the journal entry carries CATALYST_ATTEMPT.
-            span.in_scope(|| {
-                if pending {
-                    progress.pending(n, &text, next);
-                } else {
-                    progress.retrying(n, &text, next);
-                }
-            });
+            span.in_scope(|| progress.retrying(n, &text, next));
             last = Some(text);
             tokio::time::sleep(next).await;
         }
@@ -357,12 +343,6 @@ mod tests {
         }
         fn retrying(&self, n: u32, error: &str, _next: Duration) {
             self.0.lock().unwrap().push(format!("retry {n}: {error}"));
-        }
-        fn pending(&self, n: u32, status: &str, next: Duration) {
-            self.0
-                .lock()
-                .unwrap()
-                .push(format!("pending {n}: {status} ({next:?})"));
         }
         fn succeeded(&self, n: u32) {
             self.0.lock().unwrap().push(format!("succeeded {n}"));
@@ -748,36 +728,6 @@ mod tests {
             "{err:#}"
         );
         assert_eq!(*log.0.lock().unwrap(), vec!["attempt 1"]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pending_looks_again_after_exactly_its_interval() {
-        let log = Log::default();
-        let policy = exact();
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(10);
-        let got = step(&policy, deadline, "thing", &log)
-            .retry(|n| async move {
-                if n < 3 {
-                    Err(Fake(Verdict::Pending(Duration::from_secs(2))))
-                } else {
-                    Ok(Instant::now() - started)
-                }
-            })
-            .await
-            .unwrap();
-        assert_eq!(got, Duration::from_secs(4));
-        assert_eq!(
-            *log.0.lock().unwrap(),
-            vec![
-                "attempt 1",
-                "pending 1: fake: Pending(2s) (2s)",
-                "attempt 2",
-                "pending 2: fake: Pending(2s) (2s)",
-                "attempt 3",
-                "succeeded 3"
-            ]
-        );
     }
 
     #[tokio::test(start_paused = true)]

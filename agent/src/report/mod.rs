@@ -335,10 +335,6 @@ impl Progress for Reporter<'_> {
         tracing::error!("{text}");
     }
 
-    fn pending(&self, _n: u32, status: &str, _next: Duration) {
-        self.waiting(status, "");
-    }
-
     fn succeeded(&self, _n: u32) {
         self.end_wait();
     }
