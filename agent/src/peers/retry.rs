@@ -194,6 +194,12 @@ pub(crate) trait Progress {
     fn alarm(&self, text: &str);
     /// Attempt `n` failed with `error`; the next starts after `next`.
     fn retrying(&self, n: u32, error: &str, next: Duration);
+    /// Attempt `n` found nobody listening (`error`: connection refused);
+    /// the next probe starts after `next`. Told like any failure unless
+    /// the reporter waits it out quietly.
+    fn unanswered(&self, n: u32, error: &str, next: Duration) {
+        self.retrying(n, error, next);
+    }
     /// Attempt `n` succeeded.
     fn succeeded(&self, n: u32);
 }
@@ -261,7 +267,9 @@ impl Step<'_> {
                     .context(Exit::Deadline);
                 }
             };
-            let next = match err.verdict() {
+            let verdict = err.verdict();
+            let refused = matches!(verdict, Verdict::Retry(hint) if hint.refused);
+            let next = match verdict {
                 Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
                 Verdict::Retry(hint) => {
                     let delay = policy.delay_with(n, &hint, unit);
@@ -287,7 +295,13 @@ impl Step<'_> {
                 .context(Exit::Deadline);
             }
             // Inside the attempt's span, so the journal entry carries CATALYST_ATTEMPT.
-            span.in_scope(|| progress.retrying(n, &text, next));
+            span.in_scope(|| {
+                if refused {
+                    progress.unanswered(n, &text, next);
+                } else {
+                    progress.retrying(n, &text, next);
+                }
+            });
             last = Some(text);
             tokio::time::sleep(next).await;
         }

@@ -335,6 +335,13 @@ impl Progress for Reporter<'_> {
         tracing::error!("{text}");
     }
 
+    /// Probes of a port nobody listens on come every fraction of a second
+    /// (to capture the moment it opens): a wait, told when it starts, every
+    /// 15 s and when it ends, not a warning per probe.
+    fn unanswered(&self, _n: u32, error: &str, _next: Duration) {
+        self.waiting(self.what, error);
+    }
+
     fn succeeded(&self, _n: u32) {
         self.end_wait();
     }

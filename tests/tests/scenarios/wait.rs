@@ -340,3 +340,32 @@ fn write_settled_kubeconfig(sb: &Sandbox, text: &str) {
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(30))
         .unwrap();
 }
+
+/// catalyst-api refusing connections is probed every fraction of a second;
+/// the journal tells it as one wait (start, progress, end), not a warning
+/// per probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalyst_api_refusing_connections_is_a_quiet_wait() {
+    let sb = Sandbox::new();
+    sb.catalyst.set_up(false);
+    let agent = sb.spawn(&["run"]);
+    agent
+        .wait_for_stderr(Duration::from_secs(20), |e| {
+            e.contains("delivering the kubeconfig to catalyst-api (")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sb.catalyst.set_up(true);
+    let out = agent.finish().await;
+    assert_exit(&out, 0);
+    let warned = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("failed: "))
+        .count();
+    assert_eq!(warned, 0, "a line per probe:\n{}", out.stderr);
+    assert_stderr(
+        &out,
+        "delivering the kubeconfig to catalyst-api: done after",
+    );
+}
