@@ -68,7 +68,8 @@ pub(crate) struct Bundle {
     pub(crate) dir: PathBuf,
     /// Manifests to apply, in file-name order.
     pub(crate) manifests: Vec<Manifest>,
-    /// Files of Secrets that state.json records as applied: a stop came
+    /// Files of Secrets that state.json records as applied but not yet
+    /// removed: a stop came
     /// between the record and the removal. They are removed unread (a stop
     /// in the middle of the overwrite leaves zeros, which would not parse).
     pub(crate) leftovers: Vec<String>,
@@ -109,7 +110,9 @@ impl Bundle {
         names.sort();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for name in names {
-            if applied.iter().any(|a| a.file == name) {
+            // Only a file whose removal was cut short; a file written again
+            // under a removed one's name (a rotated credential) is new.
+            if applied.iter().any(|a| a.file == name && !a.removed) {
                 bundle.leftovers.push(name);
                 continue;
             }
@@ -652,6 +655,15 @@ mod tests {
         let bundle = Bundle::load(dir.path(), &applied).unwrap();
         assert!(bundle.manifests.is_empty());
         assert_eq!(bundle.leftovers, ["a.yaml"]);
+        // Once its removal is recorded, a file of that name is a new one.
+        write(dir.path(), "a.yaml", PULL, 0o600);
+        let removed = [Applied {
+            removed: true,
+            ..applied[0].clone()
+        }];
+        let bundle = Bundle::load(dir.path(), &removed).unwrap();
+        assert_eq!(bundle.manifests.len(), 1);
+        assert!(bundle.leftovers.is_empty());
     }
 
     #[test]
