@@ -69,9 +69,9 @@ pub(crate) struct Bundle {
     /// Manifests to apply, in file-name order.
     pub(crate) manifests: Vec<Manifest>,
     /// Files of Secrets that state.json records as applied but not yet
-    /// removed: a stop came
-    /// between the record and the removal. They are removed unread (a stop
-    /// in the middle of the overwrite leaves zeros, which would not parse).
+    /// removed: a stop came between the record and the removal. They are
+    /// removed unread (a stop in the middle of the overwrite leaves zeros,
+    /// which would not parse).
     pub(crate) leftovers: Vec<String>,
 }
 
