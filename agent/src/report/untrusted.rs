@@ -150,7 +150,14 @@ impl Untrusted {
         if self.0.len() > MAX_SCANNED || repeats_secret(self.0.as_bytes()) {
             return WITHHELD.to_string();
         }
-        escape(self.0.trim())
+        let shown = escape(self.0.trim());
+        // The escapes add characters of their own (`\u{0}` holds a hex
+        // digit): a secret's run cut short by one control character would
+        // be whole again in what is shown. What is shown is checked too.
+        if repeats_secret(shown.as_bytes()) {
+            return WITHHELD.to_string();
+        }
+        shown
     }
 }
 
@@ -264,6 +271,17 @@ mod tests {
             Untrusted::new("y".repeat(MAX_SCANNED + 1)).shown(),
             WITHHELD
         );
+    }
+
+    /// Found by the fuzzer: a NUL, then 23 characters of the token. The
+    /// text holds no 24-character run of it, but what is shown does: the
+    /// escape `\u{0}` spells the token's first digit.
+    #[test]
+    fn an_escape_cannot_complete_a_secret() {
+        let token = "0fedcba9876543210fedcba9876543210fedcba9876543210fedcba987654321";
+        register(Alphabet::Hex, token.as_bytes());
+        let text = format!("error: k\u{1}\u{0}{}-", &token[1..24]);
+        assert_eq!(Untrusted::new(text).shown(), WITHHELD);
     }
 
     #[test]
