@@ -162,7 +162,7 @@ impl fmt::Display for BearerToken {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const GOOD: &str = "f0e1d2c3b4a59687f0e1d2c3b4a59687f0e1d2c3b4a59687f0e1d2c3b4a59687";
 
     fn write(dir: &Path, name: &str, content: &[u8], mode: u32) -> PathBuf {
         let path = dir.join(name);
