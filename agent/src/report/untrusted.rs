@@ -61,14 +61,17 @@ impl Alphabet {
         }
     }
 
-    /// The characters of `text` in this alphabet, in order. An escape
-    /// sequence (`\n`, `\u200b`: an echo that JSON-encodes or quotes what
-    /// it repeats) counts as the one character it stands for.
-    fn only(self, text: &[u8]) -> Zeroizing<Vec<u8>> {
+    /// The characters of `text` in this alphabet, in order. With `escapes`,
+    /// an escape sequence (`\n`, `\u200b`: an echo that JSON-encodes or
+    /// quotes what it repeats) counts as the one character it stands for;
+    /// without, every character counts as itself. Both readings are checked:
+    /// `\\b` is a backslash and a `b` to one, a backspace to the other.
+    fn only(self, text: &[u8], escapes: bool) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(text.len()));
         let mut i = 0;
         while i < text.len() {
-            let (c, len) = match (text[i], text.get(i + 1)) {
+            let next = if escapes { text.get(i + 1) } else { None };
+            let (c, len) = match (text[i], next) {
                 (b'\\', Some(b'n' | b'r' | b't' | b'b' | b'f')) => (None, 2),
                 (b'\\', Some(b'u')) => match text
                     .get(i + 2..i + 6)
@@ -106,11 +109,12 @@ fn registry() -> &'static Mutex<Registry> {
 /// as PEM line breaks, are ignored) so that no outside text repeating it is
 /// shown. Secrets shorter than a window are not secrets this agent has.
 pub(crate) fn register(alphabet: Alphabet, secret: &[u8]) {
-    let pure = alphabet.only(secret);
     let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
     let Registry { keys, windows } = &mut *registry;
-    for window in pure.windows(WINDOW) {
-        windows.insert((alphabet, keys.hash_one(window)));
+    for escapes in [true, false] {
+        for window in alphabet.only(secret, escapes).windows(WINDOW) {
+            windows.insert((alphabet, keys.hash_one(window)));
+        }
     }
 }
 
@@ -121,10 +125,12 @@ fn repeats_secret(text: &[u8]) -> bool {
         return false;
     }
     Alphabet::ALL.into_iter().any(|alphabet| {
-        alphabet.only(text).windows(WINDOW).any(|window| {
-            registry
-                .windows
-                .contains(&(alphabet, registry.keys.hash_one(window)))
+        [true, false].into_iter().any(|escapes| {
+            alphabet.only(text, escapes).windows(WINDOW).any(|window| {
+                registry
+                    .windows
+                    .contains(&(alphabet, registry.keys.hash_one(window)))
+            })
         })
     })
 }
@@ -274,6 +280,17 @@ mod tests {
             Untrusted::new("y".repeat(MAX_SCANNED + 1)).shown(),
             WITHHELD
         );
+    }
+
+    /// Found by the fuzzer: `\\b` read as an escaped backspace hid the `b`
+    /// of `…c3\\b4a…`, which a reader sees as a `b`: 16 characters of the
+    /// token in one reading, 15 in the other.
+    #[test]
+    fn an_escaped_backslash_does_not_hide_a_character() {
+        let token = "f0e1d2c3b4a59687f0e1d2c3b4a59687f0e1d2c3b4a59687f0e1d2c3b4a59687";
+        register(Alphabet::Hex, token.as_bytes());
+        let text = r#"answered 401: "wwww f0e1d2c3\\b4a59687 www""#;
+        assert_eq!(Untrusted::new(text).shown(), WITHHELD);
     }
 
     /// Found by the fuzzer: a NUL, then 23 characters of the token. The
