@@ -87,7 +87,7 @@ pub fn response(data: &[u8]) {
     }
     // Echo servers answer with the request: give the fuzzer the token to echo.
     let body = lines.next().unwrap_or_default().replace("TOKEN", TOKEN);
-    crate::report::untrusted::register(crate::report::untrusted::Alphabet::Hex, TOKEN.as_bytes());
+    crate::memory::untrusted::register(crate::memory::untrusted::Alphabet::Hex, TOKEN.as_bytes());
     match crate::peers::api::classify(status, &headers, &body) {
         Ok(_) => assert!(code == 204 || code == 403),
         Err(err) => {

@@ -138,6 +138,7 @@ async fn run_job(cli: &Cli) -> anyhow::Result<()> {
         notifier: &notifier,
         events: &events,
         api,
+        retry: config.retry.into(),
     };
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

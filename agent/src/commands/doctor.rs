@@ -19,12 +19,12 @@ use crate::config::{self, AddressSource, Config, Overrides, Preflight, PublicAdd
 use crate::job::kubeconfig;
 use crate::job::preflight::{self, Check, Passed, PreflightError};
 use crate::job::seed::{self, Ownership, Plan};
+use crate::memory::untrusted::Untrusted;
 use crate::peers::cluster::Cluster;
 use crate::peers::metadata::Metadata;
 use crate::peers::retry::innermost;
 use crate::peers::{api, client};
 use crate::report::state::{self, Outcome, Phase, State};
-use crate::report::untrusted::Untrusted;
 
 /// Per connection attempt.
 const CONNECT: Duration = Duration::from_secs(2);

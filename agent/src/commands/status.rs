@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::config;
 use crate::exit::Exit;
+use crate::memory::untrusted::Untrusted;
 use crate::report::state::{self, Outcome, Phase, State};
-use crate::report::untrusted::Untrusted;
 
 /// Exit codes of `status`, distinct from each other and from clap's 2.
 const DONE: u8 = 0;

@@ -22,7 +22,6 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Map, Value};
 
 use crate::exit::Exit;
-use crate::peers::retry::RetryPolicy;
 
 pub(crate) const ETC_DIR: &str = "/etc/catalyst-bootstrap";
 const USR_DIR: &str = "/usr/lib/catalyst-bootstrap";
@@ -137,11 +136,31 @@ pub(crate) fn key(name: &str) -> &'static Key {
         .unwrap_or_else(|| panic!("configuration key `{name}` is not declared in KEYS"))
 }
 
-/// A declared default, parsed (`RetryPolicy::default` and `status` use them).
+/// A declared default, parsed (`RetryDelays::default` and `status` use them).
 pub(crate) fn default_duration(name: &str) -> Duration {
     match key(name).initial {
         Is(text) => parse_duration(text).expect("declared defaults parse"),
         other => panic!("`{name}` has no default duration: {other:?}"),
+    }
+}
+
+/// The retry delays a configuration sets (`retry.*`): values only; the
+/// algorithm that spends them is `peers::retry`'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RetryDelays {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+    /// Between tries while a server says it is overloaded.
+    pub(crate) overloaded: Duration,
+}
+
+impl Default for RetryDelays {
+    fn default() -> Self {
+        RetryDelays {
+            initial: default_duration("retry.initial_delay"),
+            max: default_duration("retry.max_delay"),
+            overloaded: default_duration("retry.overloaded_delay"),
+        }
     }
 }
 
@@ -259,7 +278,7 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) seed: SeedTarget,
-    pub(crate) retry: RetryPolicy,
+    pub(crate) retry: RetryDelays,
     /// Each key's effective value as `check-config` shows it.
     shown: BTreeMap<&'static str, String>,
     /// The files read, in the order they apply (later wins).
@@ -629,11 +648,10 @@ impl Layers {
     }
 
     fn build(&self) -> anyhow::Result<Config> {
-        let retry = RetryPolicy {
+        let retry = RetryDelays {
             initial: self.parsed("retry.initial_delay", parse_duration)?,
             max: self.parsed("retry.max_delay", parse_duration)?,
-            overloaded_min: self.parsed("retry.overloaded_delay", parse_duration)?,
-            ..RetryPolicy::default()
+            overloaded: self.parsed("retry.overloaded_delay", parse_duration)?,
         };
         if retry.initial.is_zero() || retry.initial > retry.max {
             bail!(
@@ -1333,10 +1351,10 @@ mod tests {
                 );
             }
         }
-        let retry = RetryPolicy::default();
+        let retry = RetryDelays::default();
         assert_eq!(retry.initial, Duration::from_secs(1));
         assert_eq!(retry.max, Duration::from_secs(60));
-        assert_eq!(retry.overloaded_min, Duration::from_secs(10));
+        assert_eq!(retry.overloaded, Duration::from_secs(10));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
 use crate::exit::Exit;
-use crate::report::untrusted::{self, Alphabet};
+use crate::memory::untrusted::{self, Alphabet};
 
 /// Name of the systemd credential (`LoadCredential=kubeconfig-bearer:…`).
 pub(crate) const CREDENTIAL: &str = "kubeconfig-bearer";

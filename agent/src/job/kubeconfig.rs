@@ -16,8 +16,9 @@ use zeroize::Zeroizing;
 use crate::config::PublicAddress;
 use crate::config::file::FileError;
 use crate::exit::Exit;
+use crate::memory::kubeconfig::{Rewrite, Rewritten};
+use crate::memory::untrusted::{self, Alphabet, Untrusted};
 use crate::peers::retry::{Classify, Retry, Verdict};
-use crate::report::untrusted::{self, Alphabet, Untrusted};
 
 /// catalyst-api refuses bodies over 1 MiB (`422 body-too-large`).
 pub(crate) const MAX_BYTES: usize = 1 << 20;
@@ -96,21 +97,10 @@ fn register_keys(kc: &Kubeconfig) {
             let data = secrecy::ExposeSecret::expose_secret(data);
             untrusted::register(Alphabet::Base64, data.as_bytes());
             if let Ok(pem) = STANDARD.decode(data.trim()).map(Zeroizing::new) {
-                register_pem(&pem);
+                untrusted::register_pem(&pem);
             }
         }
     }
-}
-
-/// A PEM document's base64 body (the DER), without its BEGIN/END lines.
-pub(crate) fn register_pem(pem: &[u8]) {
-    let mut body = Zeroizing::new(Vec::with_capacity(pem.len()));
-    for line in pem.split(|&c| c == b'\n') {
-        if !line.starts_with(b"-----") {
-            body.extend_from_slice(line);
-        }
-    }
-    untrusted::register(Alphabet::Base64, &body);
 }
 
 /// Parses the text as a kubeconfig clients can load, or says why not in
@@ -163,20 +153,6 @@ fn without_content(message: &str) -> String {
         }
     }
     out
-}
-
-/// One server address that was rewritten, for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Rewrite {
-    pub(crate) cluster: String,
-    pub(crate) from: String,
-    pub(crate) to: String,
-}
-
-/// The body to PUT. Dropping the last clone zeroizes it.
-pub(crate) struct Rewritten {
-    pub(crate) body: Bytes,
-    pub(crate) rewrites: Vec<Rewrite>,
 }
 
 /// Points every loopback server at `public`, keeping scheme, port and path,

@@ -20,8 +20,9 @@ use self::outcome::{
 };
 use self::preflight::{Check, Passed};
 use self::secrets::Bundle;
-use crate::config::{AddressSource, Config, Preflight, PublicAddress};
+use crate::config::{AddressSource, Config, Preflight, PublicAddress, RetryDelays};
 use crate::exit::Exit;
+use crate::memory::untrusted::Untrusted;
 use crate::peers::api::CatalystApi;
 use crate::peers::cluster::Cluster;
 use crate::peers::metadata::Metadata;
@@ -29,8 +30,14 @@ use crate::peers::retry::RetryPolicy;
 use crate::report::events::Events;
 use crate::report::notify::Notifier;
 use crate::report::state::{Outcome, Phase, State, Store};
-use crate::report::untrusted::Untrusted;
 use crate::report::{Ended, Teller};
+
+/// The configured delays, spent by the retry algorithm.
+impl From<RetryDelays> for RetryPolicy {
+    fn from(d: RetryDelays) -> Self {
+        RetryPolicy::new(d.initial, d.max, d.overloaded)
+    }
+}
 
 pub(crate) struct Job<'a> {
     pub(crate) config: &'a Config,
@@ -38,6 +45,8 @@ pub(crate) struct Job<'a> {
     pub(crate) notifier: &'a Notifier,
     pub(crate) events: &'a Events,
     pub(crate) api: CatalystApi,
+    /// From `config.retry`.
+    pub(crate) retry: RetryPolicy,
 }
 
 impl Job<'_> {
@@ -139,7 +148,7 @@ impl Job<'_> {
             let what = format!("applying Secret {secret} from {}", file.display());
             self.teller()
                 .request(Phase::Secrets, &what)
-                .step(&self.config.retry, deadline)
+                .step(&self.retry, deadline)
                 .retry(|_| secrets::apply(cluster, manifest))
                 .await?;
             self.store.applied(&manifest.file, &secret)?;
@@ -260,7 +269,7 @@ impl Job<'_> {
         let delivery = self
             .teller()
             .request(Phase::Kubeconfig, what)
-            .step(&self.config.retry, deadline)
+            .step(&self.retry, deadline)
             .retry(|_| self.api.put_kubeconfig(&rewritten))
             .await?;
         Ok(Delivered(delivery))
@@ -276,7 +285,7 @@ impl Job<'_> {
         let address = self
             .teller()
             .prepare(Phase::Kubeconfig, &what)
-            .step(&self.config.retry, deadline)
+            .step(&self.retry, deadline)
             .retry(|_| metadata.public_ipv4())
             .await?;
         Ok(Address::Discovered(address))
@@ -304,7 +313,7 @@ impl Job<'_> {
         let checked = self
             .teller()
             .prepare(Phase::Kubeconfig, &what)
-            .step(&self.config.retry, deadline)
+            .step(&self.retry, deadline)
             .retry(|_| {
                 Check {
                     roots: cluster.ca().to_vec(),
@@ -341,7 +350,7 @@ impl Job<'_> {
         let outcome = self
             .teller()
             .request(Phase::Seed, &what)
-            .step(&self.config.retry, deadline)
+            .step(&self.retry, deadline)
             .retry(|_| seed::ensure(cluster, target, &body))
             .await?;
         drop(body);

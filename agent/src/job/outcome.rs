@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 
 use crate::config::{PublicAddress, SeedTarget};
-use crate::job::kubeconfig::Rewritten;
 use crate::job::seed::{Ownership, SeedOutcome};
+use crate::memory::kubeconfig::Rewritten;
+use crate::memory::untrusted::Untrusted;
 use crate::peers::api::Delivery;
 use crate::peers::cluster::Cluster;
 use crate::report::journal::Event;
-use crate::report::untrusted::Untrusted;
 use crate::report::{Ended, Line, Told};
 
 /// The wait phase: the kubeconfig is there and its API server is ready.

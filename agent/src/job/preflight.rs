@@ -12,8 +12,8 @@ use rustls::{CertificateError, ClientConfig, RootCertStore};
 
 use crate::config::PublicAddress;
 use crate::exit::Exit;
+use crate::memory::untrusted::Untrusted;
 use crate::peers::retry::{Classify, Retry, Verdict, innermost};
-use crate::report::untrusted::Untrusted;
 
 /// What the preflight connects to and what it expects to find.
 pub(crate) struct Check {

@@ -26,10 +26,10 @@ use serde_json::{Map, Value, json};
 use crate::config::{self, file::FileError};
 use crate::exit::Exit;
 use crate::memory::locked::LockedBuf;
+use crate::memory::untrusted::{self, Alphabet, Untrusted};
 use crate::peers::cluster::{Cluster, KubeError};
 use crate::peers::retry::{Classify, Verdict};
 use crate::report::state::Applied;
-use crate::report::untrusted::{self, Alphabet, Untrusted};
 
 /// The field manager of every apply: the fields it owns are the manifest's.
 pub(crate) const FIELD_MANAGER: &str = "catalyst-bootstrap";

@@ -22,9 +22,9 @@ use serde_json::json;
 use crate::config::{HelmRelease, SeedTarget};
 use crate::exit::Exit;
 use crate::memory::locked::LockedBuf;
+use crate::memory::untrusted::{self, Alphabet, Untrusted};
 use crate::peers::cluster::{Cluster, Created, KubeError};
 use crate::peers::retry::{Classify, Verdict};
-use crate::report::untrusted::{self, Alphabet, Untrusted};
 
 const SEED_BYTES: usize = 32;
 /// Standard base64 of 32 bytes, with padding.

@@ -10,10 +10,10 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AF
 use crate::config::Config;
 use crate::config::token::BearerToken;
 use crate::exit::Exit;
-use crate::job::kubeconfig::Rewritten;
+use crate::memory::kubeconfig::Rewritten;
+use crate::memory::untrusted::Untrusted;
 use crate::peers::client;
 use crate::peers::retry::{Classify, Retry, Verdict, innermost};
-use crate::report::untrusted::Untrusted;
 
 /// Error bodies are short JSON; more than this is not read.
 const MAX_ERROR_BODY: usize = 4096;
@@ -362,8 +362,8 @@ mod tests {
     #[test]
     fn a_redirect_to_the_token_is_withheld_from_the_log() {
         let token = "ab".repeat(32);
-        crate::report::untrusted::register(
-            crate::report::untrusted::Alphabet::Hex,
+        crate::memory::untrusted::register(
+            crate::memory::untrusted::Alphabet::Hex,
             token.as_bytes(),
         );
         let mut headers = HeaderMap::new();

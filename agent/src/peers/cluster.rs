@@ -16,9 +16,9 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::exit::Exit;
+use crate::memory::untrusted::Untrusted;
 use crate::peers::client;
 use crate::peers::retry::{Classify, Retry, Verdict, innermost};
-use crate::report::untrusted::Untrusted;
 
 /// Responses are capped; nothing the agent reads is near this size.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -370,7 +370,7 @@ fn inline_files(mut kc: Kubeconfig) -> anyhow::Result<Kubeconfig> {
             && let Some(file) = auth.client_key.take()
         {
             let key = read("client-key", &file)?;
-            crate::job::kubeconfig::register_pem(&key);
+            crate::memory::untrusted::register_pem(&key);
             let data = Zeroizing::new(STANDARD.encode(&key));
             auth.client_key_data = Some(secrecy::SecretString::from(data.as_str()));
         }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::config::PublicAddress;
 use crate::exit::Exit;
+use crate::memory::untrusted::Untrusted;
 use crate::peers::client;
 use crate::peers::retry::{Classify, Retry, Verdict, innermost};
-use crate::report::untrusted::Untrusted;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetadataError {

@@ -10,9 +10,8 @@ use anyhow::{Context, anyhow};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config;
 use crate::exit::Exit;
-use crate::report::untrusted::Untrusted;
+use crate::memory::untrusted::Untrusted;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RetryPolicy {
@@ -47,33 +46,33 @@ pub(crate) struct RetryPolicy {
     pub(crate) overloaded_jitter: f64,
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        // The delays a configuration may change are declared once, with the keys.
+impl RetryPolicy {
+    /// The policy for the delays a configuration sets (`retry.*`); the rest
+    /// is the algorithm's own.
+    pub(crate) fn new(initial: Duration, max: Duration, overloaded: Duration) -> Self {
         RetryPolicy {
-            initial: config::default_duration("retry.initial_delay"),
-            max: config::default_duration("retry.max_delay"),
+            initial,
+            max,
             multiplier: 2.0,
             jitter: 0.2,
             max_retry_after: Duration::from_secs(300),
             refused_max: Duration::from_millis(200),
-            overloaded_min: config::default_duration("retry.overloaded_delay"),
+            overloaded_min: overloaded,
             overloaded_jitter: 0.004,
         }
     }
-}
 
-impl RetryPolicy {
     /// Polling something on this node (a file, the local API server): quick,
     /// because the critical path starts the moment it is there; a poll is a
     /// stat or a request on a kept-alive loopback connection.
     pub(crate) fn local_poll() -> Self {
         RetryPolicy {
-            initial: Duration::from_millis(25),
-            max: Duration::from_millis(50),
             refused_max: Duration::from_millis(50),
-            overloaded_min: Duration::ZERO,
-            ..RetryPolicy::default()
+            ..RetryPolicy::new(
+                Duration::from_millis(25),
+                Duration::from_millis(50),
+                Duration::ZERO,
+            )
         }
     }
 
@@ -334,6 +333,11 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// The policy a run uses when the configuration sets no `retry.*` key.
+    fn production() -> RetryPolicy {
+        crate::config::RetryDelays::default().into()
+    }
+
     #[derive(Debug, thiserror::Error)]
     #[error("fake: {0:?}")]
     struct Fake(Verdict);
@@ -381,7 +385,7 @@ mod tests {
         RetryPolicy {
             initial: Duration::from_millis(1),
             max: Duration::from_millis(4),
-            ..RetryPolicy::default()
+            ..production()
         }
     }
 
@@ -389,7 +393,7 @@ mod tests {
     fn delay_grows_exponentially_within_cap_and_jitter() {
         let p = RetryPolicy {
             jitter: 0.2,
-            ..RetryPolicy::default()
+            ..production()
         };
         let plain = Retry::default();
         for (failed, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0), (40, 60.0)] {
@@ -403,7 +407,7 @@ mod tests {
 
     #[test]
     fn an_overloaded_server_is_never_retried_sooner_than_the_floor() {
-        let p = RetryPolicy::default();
+        let p = production();
         let overloaded = Retry {
             overloaded: true,
             ..Retry::default()
@@ -421,7 +425,7 @@ mod tests {
 
     #[test]
     fn refused_connections_are_probed_quickly() {
-        let p = RetryPolicy::default();
+        let p = production();
         let d = p.delay(
             30,
             &Retry {
@@ -435,7 +439,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured_and_clamped() {
-        let p = RetryPolicy::default();
+        let p = production();
         let d = p.delay(
             1,
             &Retry {
@@ -469,7 +473,7 @@ mod tests {
 
     #[test]
     fn delay_arithmetic_is_exact_for_a_given_draw() {
-        let p = RetryPolicy::default();
+        let p = production();
         let plain = Retry::default();
         // The middle draw spreads nothing: the bare exponential, capped.
         for (failed, want) in [(0, 1.0), (1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0)] {
@@ -490,7 +494,7 @@ mod tests {
     fn hints_change_the_delay_exactly() {
         let p = RetryPolicy {
             initial: Duration::from_millis(100),
-            ..RetryPolicy::default()
+            ..production()
         };
         let refused = Retry {
             refused: true,
@@ -566,7 +570,7 @@ mod tests {
     fn exact() -> RetryPolicy {
         RetryPolicy {
             initial: Duration::from_millis(10),
-            ..RetryPolicy::default()
+            ..production()
         }
     }
 
@@ -585,7 +589,7 @@ mod tests {
     /// after it ended the kubeconfig was captured.
     async fn outage(span: Duration, overloaded: bool, draw: fn() -> f64) -> (u32, Duration) {
         let log = Log::default();
-        let policy = RetryPolicy::default();
+        let policy = production();
         let start = Instant::now();
         let recovered = start + span;
         let far = start + Duration::from_secs(1800);
@@ -632,7 +636,7 @@ mod tests {
         for (answer, want) in [(3.0, [10.0, 10.0, 10.0]), (12.0, [12.0, 12.0, 12.0])] {
             for (draw, spread) in [((|| 0.0) as fn() -> f64, 0.0), (|| 1.0, 0.04)] {
                 let log = Log::default();
-                let policy = RetryPolicy::default();
+                let policy = production();
                 let starts = Mutex::new(Vec::new());
                 let far = Instant::now() + Duration::from_secs(1800);
                 step(&policy, far, "thing", &log)
@@ -675,7 +679,7 @@ mod tests {
         // (1 s, spread to 0.8 s by the draw).
         for (hint, want) in [(told, 13.0), (Retry::default(), 3.8)] {
             let log = Log::default();
-            let policy = RetryPolicy::default();
+            let policy = production();
             let starts = Mutex::new(Vec::new());
             let far = Instant::now() + Duration::from_secs(1800);
             step(&policy, far, "thing", &log)

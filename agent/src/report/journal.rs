@@ -14,7 +14,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::report::untrusted::one_line;
+use crate::memory::untrusted::one_line;
 
 /// Declares `Event`, its `ALL` list, ids, levels, where it is told and
 /// README's wording in one place. `cluster` events are also posted as

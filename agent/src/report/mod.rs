@@ -7,7 +7,6 @@ pub(crate) mod events;
 pub(crate) mod journal;
 pub(crate) mod notify;
 pub(crate) mod state;
-pub(crate) mod untrusted;
 
 use std::sync::Mutex;
 use std::time::Duration;

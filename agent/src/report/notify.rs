@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::report::untrusted::one_line;
+use crate::memory::untrusted::one_line;
 
 /// The status line, one part per phase, so two phases running at once both
 /// stay visible ("kubeconfig: …; seed: …").

@@ -11,7 +11,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Exit;
-use crate::report::untrusted::Untrusted;
+use crate::memory::untrusted::Untrusted;
 
 const VERSION: u32 = 1;
 pub(crate) const STATE_FILE: &str = "state.json";

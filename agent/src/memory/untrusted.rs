@@ -231,6 +231,17 @@ pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A PEM document's base64 body (the DER), without its BEGIN/END lines.
+pub(crate) fn register_pem(pem: &[u8]) {
+    let mut body = Zeroizing::new(Vec::with_capacity(pem.len()));
+    for line in pem.split(|&c| c == b'\n') {
+        if !line.starts_with(b"-----") {
+            body.extend_from_slice(line);
+        }
+    }
+    register(Alphabet::Base64, &body);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
