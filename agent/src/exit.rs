@@ -59,7 +59,7 @@ exits! {
     /// A bug or an unexpected local failure (EX_SOFTWARE).
     Internal = 70, "internal error", "internal error", "maybe", "internal error";
     /// The state directory cannot be written (EX_CANTCREAT).
-    State = 73, "cannot write state", "cannot write state", "maybe", "the state directory cannot be written";
+    State = 73, "cannot write state", "cannot write state", "maybe", "the state directory, or the directory of `done_marker`, cannot be written";
     /// SIGTERM/SIGINT, or another agent holds the state lock (EX_TEMPFAIL).
     Interrupted = 75, "interrupted", "interrupted", "yes",
         "interrupted by SIGTERM/SIGINT (progress saved), or another agent already holds the state directory";
@@ -71,6 +71,10 @@ exits! {
         "catalyst-api rejected the bearer token (`401`, `403 invalid-bearer` / `no-bearer-hash`)";
     /// Configuration or credential is missing or invalid (EX_CONFIG): never heals.
     Config = 78, "configuration error", "bad configuration", "no", "bad configuration or credential";
+    /// The API server refused an object of the hand-off as invalid (past
+    /// sysexits' range: no EX_ code means this): never heals by a restart.
+    Invalid = 79, "manifest object refused as invalid", "manifest object invalid", "no",
+        "the hand-off: the API server refused an object of a required manifest file as invalid (`400`, `422`), or a file in `manifests.dir` became invalid after the agent started; the objects before it stay applied";
 }
 
 /// One exit code as `--help` and README describe it.
@@ -156,6 +160,7 @@ mod tests {
             Exit::Protocol,
             Exit::Rejected,
             Exit::Config,
+            Exit::Invalid,
         ]
         .map(|e| e.code().to_string());
         let unit = include_str!("../../systemd/catalyst-bootstrap.service");

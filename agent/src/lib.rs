@@ -84,8 +84,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 .map(|s| s.applied)
                 .unwrap_or_default();
             let secrets = job::secrets::Bundle::load(&config.secrets_dir, &applied)?;
+            let manifests = job::manifests::Manifests::load(&config.manifests_dir)?;
             print!("{}", config::render(&config, token.source()));
             print!("{}", secrets.render());
+            print!("{}", manifests.render());
             Ok(0)
         }
         Some(Command::Doctor { json }) => Ok(runtime.block_on(commands::doctor::run(
@@ -152,9 +154,10 @@ async fn run_job(cli: &Cli) -> anyhow::Result<()> {
         Ok(result) => result.map(|()| {
             let state = store.snapshot();
             let text = format!(
-                "Done: kubeconfig {}; seed: {}",
+                "Done: kubeconfig {}; seed: {}; hand-off: {}",
                 state.kubeconfig.detail.as_deref().unwrap_or("delivered"),
-                state.seed.detail.as_deref().unwrap_or("done")
+                state.seed.detail.as_deref().unwrap_or("done"),
+                state.manifests.detail.as_deref().unwrap_or("done")
             );
             span.in_scope(|| record(Event::JobDone, &text));
             events.emit(Event::JobDone, None, &text);

@@ -189,5 +189,17 @@ fn render_text(dir: &Path, word: &str, state: Option<&State>) -> String {
             );
         }
     }
+    if !state.handed.is_empty() {
+        let _ = writeln!(out, "\n{:<48} {:<36} FILE", "OBJECT", "API VERSION");
+        for h in &state.handed {
+            let _ = writeln!(
+                out,
+                "{:<48} {:<36} {}",
+                shown(&h.object),
+                shown(&h.api_version),
+                shown(&h.file)
+            );
+        }
+    }
     out
 }

@@ -30,7 +30,24 @@ pub(crate) enum FileError {
 /// The file's bytes (zeroized when dropped: some inputs hold secrets) and
 /// its metadata as seen on the opened descriptor.
 pub(crate) fn read(path: &Path, cap: usize) -> Result<(Zeroizing<Vec<u8>>, Metadata), FileError> {
-    let (mut file, meta) = open_regular(path, cap, true)?;
+    read_with(path, cap, true)
+}
+
+/// Like [`read`], refusing a symbolic link rather than following it: for
+/// files whose owner and mode decide whether the agent acts on them.
+pub(crate) fn read_nofollow(
+    path: &Path,
+    cap: usize,
+) -> Result<(Zeroizing<Vec<u8>>, Metadata), FileError> {
+    read_with(path, cap, false)
+}
+
+fn read_with(
+    path: &Path,
+    cap: usize,
+    follow: bool,
+) -> Result<(Zeroizing<Vec<u8>>, Metadata), FileError> {
+    let (mut file, meta) = open_regular(path, cap, follow)?;
     // Room for the whole file up front: no reallocation leaves a copy of a
     // secret behind, and no small probe read goes through a stack buffer.
     let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 64));
@@ -66,6 +83,28 @@ pub(crate) fn read_locked(path: &Path, cap: usize) -> Result<(LockedBuf, Metadat
         )));
     }
     Ok((buf, meta))
+}
+
+/// The names of the `*.yaml` files in `dir` (not hidden ones), sorted; a
+/// missing directory has none.
+pub(crate) fn yaml_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        if let Some(name) = name.to_str()
+            && name.ends_with(".yaml")
+            && !name.starts_with('.')
+        {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Opened without blocking (and, unless `follow`, without following a

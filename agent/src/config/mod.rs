@@ -86,9 +86,9 @@ impl Key {
         }
     }
 
-    /// `--deployment-id` for `deployment_id`.
+    /// `--deployment-id` for `deployment_id`, `--manifests-dir` for `manifests.dir`.
     pub(crate) fn flag_name(&self) -> String {
-        self.name.replace('_', "-")
+        self.name.replace(['_', '.'], "-")
     }
 }
 
@@ -113,6 +113,10 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("deadline", Dur, Is("30m"), "overall deadline of one run").flag("DURATION"),
     Key::new("state_dir", Text, Is("/var/lib/catalyst-bootstrap"), "state file, `done` stamp, lock").flag("DIR"),
     Key::new("secrets_dir", Text, Is("/etc/catalyst-bootstrap/secrets.d"), "bootstrap Secrets: each `*.yaml` file holds one Secret manifest (root-owned, mode `0600`), applied with server-side apply once the API server is ready, then overwritten with zeros and removed; missing or empty means none (see \"bootstrap Secrets\")").flag("DIR"),
+    Key::new("manifests", Table, Unset(""), ""),
+    Key::new("manifests.dir", Text, Is("/etc/catalyst-bootstrap/manifests.d"), "the hand-off: each `*.yaml` file holds Kubernetes objects (several documents allowed; no Secrets: those go in `secrets_dir`), applied with server-side apply in file-name order once the bootstrap Secrets are, each waiting until its kind is served; a file named `*.optional.yaml` is best-effort (see \"the hand-off\"); missing or empty means none").flag("DIR"),
+    Key::new("manifests.optional_wait", Dur, Is("30m"), "how long the optional files' kinds are waited for after the required files are applied (never past `deadline`); then they are skipped with a warning"),
+    Key::new("done_marker", Text, Unset(""), "an empty file written once the required manifests are applied (the provisioner's signal, e.g. `/var/lib/catalyst/cloud-init-complete`); its directory must exist and be writable in the unit's sandbox (the unit grants `/var/lib/catalyst`)").flag("FILE"),
     Key::new("connect_timeout", Dur, Is("10s"), "per request"),
     Key::new("read_timeout", Dur, Is("30s"), "per read, so a stalled response cannot hang a try"),
     Key::new("retry", Table, Unset(""), ""),
@@ -275,6 +279,10 @@ pub(crate) struct Config {
     pub(crate) state_dir: PathBuf,
     /// Bootstrap Secret manifests (see `job::secrets`).
     pub(crate) secrets_dir: PathBuf,
+    /// The hand-off's objects (see `job::manifests`).
+    pub(crate) manifests_dir: PathBuf,
+    pub(crate) optional_wait: Duration,
+    pub(crate) done_marker: Option<PathBuf>,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) seed: SeedTarget,
@@ -707,6 +715,9 @@ impl Layers {
             deadline: self.parsed("deadline", parse_duration)?,
             state_dir: self.parsed("state_dir", absolute)?,
             secrets_dir: self.parsed("secrets_dir", absolute)?,
+            manifests_dir: self.parsed("manifests.dir", absolute)?,
+            optional_wait: self.parsed("manifests.optional_wait", parse_duration)?,
+            done_marker: self.optional("done_marker", absolute)?,
             connect_timeout: self.parsed("connect_timeout", parse_duration)?,
             read_timeout: self.parsed("read_timeout", parse_duration)?,
             seed: SeedTarget {

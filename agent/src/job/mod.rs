@@ -1,20 +1,27 @@
 //! The bootstrap job: wait for the API server, then deliver the kubeconfig,
-//! write the seed and apply the bootstrap Secrets side by side, recording
-//! each step so a restart resumes where this run stopped.
+//! write the seed and apply the bootstrap Secrets side by side, then hand
+//! the cluster to Flux (the manifests), recording each step so a restart
+//! resumes where this run stopped. READY=1 goes to systemd once the
+//! critical work (kubeconfig, seed, Secrets) is done; the hand-off follows.
 //!
 //! Each phase returns its outcome (see `outcome`), which says how it reads;
 //! `report::Teller` tells it to the journal, STATUS= and the state file.
 
+mod handoff;
 pub(crate) mod kubeconfig;
+pub(crate) mod manifests;
 pub(crate) mod outcome;
 pub(crate) mod preflight;
 pub(crate) mod secrets;
 pub(crate) mod seed;
 
+use std::cell::Cell;
+
 use anyhow::Context;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use self::manifests::Manifests;
 use self::outcome::{
     Address, Checked, Delivered, Ready, SecretStep, SecretsApplied, Seeded, Sending,
 };
@@ -28,6 +35,7 @@ use crate::peers::cluster::Cluster;
 use crate::peers::metadata::Metadata;
 use crate::peers::retry::RetryPolicy;
 use crate::report::events::Events;
+use crate::report::journal::{Event, record};
 use crate::report::notify::Notifier;
 use crate::report::state::{Outcome, Phase, State, Store};
 use crate::report::{Ended, Teller};
@@ -53,22 +61,55 @@ impl Job<'_> {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let deadline = Instant::now() + self.config.deadline;
         let state = self.store.snapshot();
-        // Bad manifests stop the run before anything is sent.
+        // Bad manifests stop the run before anything is sent. The hand-off's
+        // are read again when it starts (see `handoff`).
         let bundle = Bundle::load(&self.config.secrets_dir, &state.applied)?;
+        Manifests::load(&self.config.manifests_dir)?;
 
         let ready = self.phase(Phase::Wait, self.wait(deadline)).await?;
         // From here on, outcomes are Kubernetes Events too.
         self.events.attach(ready.cluster.clone());
         // Every control-plane node applies its own files (the apply is
-        // idempotent); the PUT never waits for them.
-        let (work, applied) = tokio::join!(
-            self.deliver_and_seed(&ready, &state, deadline),
-            self.secrets(&ready.cluster, bundle, &state, deadline)
+        // idempotent); the PUT never waits for them. The hand-off needs the
+        // Secrets (Flux pulls with `ghcr-pull`), not the PUT or the seed: a
+        // cluster whose kubeconfig was not delivered is still handed over,
+        // and the first failure is the job's once the hand-off has ended.
+        let critical = Cell::new(2u8);
+        let (work, handed) = tokio::join!(
+            async {
+                let done = self.deliver_and_seed(&ready, &state, deadline).await;
+                if done.is_ok() {
+                    self.critical_part_done(&critical);
+                }
+                done
+            },
+            async {
+                self.secrets(&ready.cluster, bundle, &state, deadline)
+                    .await?;
+                self.critical_part_done(&critical);
+                self.handoff(&ready.cluster, &state, deadline).await
+            }
         );
         work?;
-        applied?;
+        handed?;
         self.store.mark_done()?;
         Ok(())
+    }
+
+    /// One of the two critical parts is done; after both, READY=1: a
+    /// blocking `systemctl start` returns, and the unit is active while the
+    /// hand-off goes on.
+    fn critical_part_done(&self, left: &Cell<u8>) {
+        left.set(left.get().saturating_sub(1));
+        if left.get() > 0 {
+            return;
+        }
+        for phase in [Phase::Kubeconfig, Phase::Seed, Phase::Secrets] {
+            self.notifier.clear(phase.name());
+        }
+        let text = "kubeconfig, seed and bootstrap Secrets done; handing the cluster to Flux";
+        record(Event::CriticalDone, text);
+        self.notifier.ready(text);
     }
 
     /// The kubeconfig and the seed, side by side. No coordination: every

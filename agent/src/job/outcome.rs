@@ -330,3 +330,116 @@ impl Ended for SecretsApplied {
         )
     }
 }
+
+/// One object of the hand-off applied.
+pub(crate) struct ObjectApplied<'a> {
+    pub(crate) object: &'a str,
+    pub(crate) file: &'a std::path::Path,
+}
+
+impl Told for ObjectApplied<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Event(
+            Event::ObjectApplied,
+            format!("{} applied from {}", self.object, self.file.display()),
+        )]
+    }
+}
+
+/// The next object's kind is not served yet: a wait begins.
+pub(crate) struct KindAwaited<'a> {
+    pub(crate) kind: &'a str,
+    pub(crate) api_version: &'a str,
+    pub(crate) object: &'a str,
+    pub(crate) optional: bool,
+}
+
+impl Told for KindAwaited<'_> {
+    fn lines(&self) -> Vec<Line> {
+        let until = if self.optional {
+            "until `manifests.optional_wait` has passed"
+        } else {
+            "until the deadline"
+        };
+        vec![Line::Event(
+            Event::KindAwaited,
+            format!(
+                "{} ({}) is not served yet (its CRD is absent or not Established); \
+                 {} waits for it, {until}",
+                self.kind, self.api_version, self.object
+            ),
+        )]
+    }
+}
+
+/// An optional file of the hand-off that was not applied.
+pub(crate) struct Skipped<'a> {
+    pub(crate) file: &'a std::path::Path,
+    pub(crate) why: String,
+}
+
+impl Told for Skipped<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Event(
+            Event::ManifestSkipped,
+            format!(
+                "optional {} skipped (the job goes on): {}",
+                self.file.display(),
+                self.why
+            ),
+        )]
+    }
+}
+
+/// Every required object is applied; `done_marker` written if set.
+pub(crate) struct HandedToFlux<'a> {
+    pub(crate) marker: Option<&'a std::path::Path>,
+    pub(crate) optional: usize,
+}
+
+impl Told for HandedToFlux<'_> {
+    fn lines(&self) -> Vec<Line> {
+        let marker = match self.marker {
+            Some(path) => format!("; {} written", path.display()),
+            None => String::new(),
+        };
+        let rest = match self.optional {
+            0 => String::new(),
+            n => format!("; {n} optional file(s) still to apply"),
+        };
+        vec![Line::Event(
+            Event::MarkerWritten,
+            format!("the required objects of the hand-off are applied{marker}{rest}"),
+        )]
+    }
+}
+
+/// The manifests phase: what was applied, kept from an earlier run, skipped.
+pub(crate) struct HandedOff {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) applied: usize,
+    pub(crate) earlier: usize,
+    pub(crate) skipped: Vec<String>,
+}
+
+impl Told for HandedOff {
+    fn lines(&self) -> Vec<Line> {
+        Vec::new()
+    }
+}
+
+impl Ended for HandedOff {
+    fn detail(&self) -> String {
+        if self.applied + self.earlier == 0 && self.skipped.is_empty() {
+            return format!("no manifests in {}", self.dir.display());
+        }
+        let mut parts = vec![format!("{} object(s) applied", self.applied)];
+        if self.earlier > 0 {
+            parts.push(format!("{} applied by an earlier run", self.earlier));
+        }
+        if !self.skipped.is_empty() {
+            parts.push(format!("skipped {}", self.skipped.join(", ")));
+        }
+        parts.join("; ")
+    }
+}

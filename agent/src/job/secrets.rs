@@ -85,29 +85,9 @@ impl Bundle {
             manifests: Vec::new(),
             leftovers: Vec::new(),
         };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bundle),
-            Err(e) => {
-                return Err(anyhow!(e))
-                    .with_context(|| format!("`secrets_dir` {} cannot be listed", dir.display()))
-                    .context(Exit::Config);
-            }
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry
-                .with_context(|| format!("`secrets_dir` {} cannot be listed", dir.display()))
-                .context(Exit::Config)?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                continue;
-            };
-            if name.ends_with(".yaml") && !name.starts_with('.') {
-                names.push(name.to_string());
-            }
-        }
-        names.sort();
+        let names = config::file::yaml_files(dir)
+            .with_context(|| format!("`secrets_dir` {} cannot be listed", dir.display()))
+            .context(Exit::Config)?;
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for name in names {
             // Only a file whose removal was cut short; a file written again

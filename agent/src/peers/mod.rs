@@ -4,5 +4,6 @@
 pub(crate) mod api;
 pub(crate) mod client;
 pub(crate) mod cluster;
+pub(crate) mod discovery;
 pub(crate) mod metadata;
 pub(crate) mod retry;

@@ -159,6 +159,10 @@ fn action(event: Event) -> &'static str {
         Event::KubeconfigDelivered | Event::KubeconfigAlreadyCaptured => "Kubeconfig",
         Event::SeedWritten | Event::SeedKept | Event::SeedSkipped => "Seed",
         Event::SecretApplied | Event::SecretFileRemoved => "Secrets",
+        Event::ObjectApplied
+        | Event::KindAwaited
+        | Event::ManifestSkipped
+        | Event::MarkerWritten => "Manifests",
         Event::PreflightPassed | Event::PreflightFallback | Event::PreflightIgnored => "Preflight",
         _ => "Bootstrap",
     }
@@ -170,6 +174,7 @@ fn action_of(phase: Phase) -> &'static str {
         Phase::Kubeconfig => "Kubeconfig",
         Phase::Seed => "Seed",
         Phase::Secrets => "Secrets",
+        Phase::Manifests => "Manifests",
     }
 }
 

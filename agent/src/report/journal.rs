@@ -110,6 +110,11 @@ events! {
     WaitDone = "7d5914bd0da94c7fa5462d7b731a4e0f", INFO, journal, "waiting ended, with how long it took";
     KubeconfigRewritten = "ad0092d0f3784eeda56a734c492ceb1f", INFO, journal, "a cluster's loopback server rewritten to the public address";
     KubeconfigSending = "1b2da0855a5a490188c64f5626e8a931", INFO, journal, "sending the kubeconfig to catalyst-api";
+    ObjectApplied = "8fbb7de726e046d5af1cf57f9b3407e6", INFO, cluster, "hand-off: an object applied (server-side apply)";
+    KindAwaited = "7ef7fd754be54b73a59543f2ad8fcf2b", INFO, cluster, "hand-off: waiting for a kind to be served (its CRD absent or not Established)";
+    ManifestSkipped = "665fd3d696e0444e82cd722f49d81072", WARN, cluster, "hand-off: an optional file skipped (its kinds not served in time, or refused)";
+    MarkerWritten = "5203aad12fc64a7cb6e711392821df7c", INFO, cluster, "hand-off: the required objects are applied; `done_marker` written";
+    CriticalDone = "e7e0af006a3347b29fd06023b47d30a7", INFO, journal, "kubeconfig, seed and bootstrap Secrets done: READY=1 (the hand-off goes on)";
 }
 
 /// Logs `message` as `event`, inside whatever phase/attempt span is current.

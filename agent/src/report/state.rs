@@ -62,17 +62,32 @@ pub(crate) struct Applied {
     pub(crate) removed: bool,
 }
 
+/// An object of the hand-off this node applied: its file, type and
+/// `Kind namespace/name`. Never its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Handed {
+    pub(crate) file: String,
+    pub(crate) api_version: String,
+    pub(crate) object: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
     Wait,
     Kubeconfig,
     Seed,
     Secrets,
+    Manifests,
 }
 
 impl Phase {
-    pub(crate) const ALL: [Phase; 4] =
-        [Phase::Wait, Phase::Kubeconfig, Phase::Seed, Phase::Secrets];
+    pub(crate) const ALL: [Phase; 5] = [
+        Phase::Wait,
+        Phase::Kubeconfig,
+        Phase::Seed,
+        Phase::Secrets,
+        Phase::Manifests,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -80,6 +95,7 @@ impl Phase {
             Phase::Kubeconfig => "kubeconfig",
             Phase::Seed => "seed",
             Phase::Secrets => "secrets",
+            Phase::Manifests => "manifests",
         }
     }
 }
@@ -100,6 +116,12 @@ pub(crate) struct State {
     /// The bootstrap Secrets applied so far, in the order they were.
     #[serde(default)]
     pub(crate) applied: Vec<Applied>,
+    /// Absent from files written before the hand-off existed.
+    #[serde(default)]
+    pub(crate) manifests: PhaseRecord,
+    /// The hand-off's objects applied so far, in the order they were.
+    #[serde(default)]
+    pub(crate) handed: Vec<Handed>,
 }
 
 impl State {
@@ -112,6 +134,8 @@ impl State {
             seed: PhaseRecord::default(),
             secrets: PhaseRecord::default(),
             applied: Vec::new(),
+            manifests: PhaseRecord::default(),
+            handed: Vec::new(),
         }
     }
 
@@ -121,6 +145,7 @@ impl State {
             Phase::Kubeconfig => &self.kubeconfig,
             Phase::Seed => &self.seed,
             Phase::Secrets => &self.secrets,
+            Phase::Manifests => &self.manifests,
         }
     }
 
@@ -130,6 +155,7 @@ impl State {
             Phase::Kubeconfig => &mut self.kubeconfig,
             Phase::Seed => &mut self.seed,
             Phase::Secrets => &mut self.secrets,
+            Phase::Manifests => &mut self.manifests,
         }
     }
 
@@ -272,6 +298,15 @@ impl Store {
                 secret: secret.to_string(),
                 removed: false,
             });
+        })
+    }
+
+    /// Records that an object of the hand-off is applied.
+    pub(crate) fn handed(&self, handed: Handed) -> anyhow::Result<()> {
+        self.update(|s| {
+            if !s.handed.contains(&handed) {
+                s.handed.push(handed);
+            }
         })
     }
 

@@ -1,0 +1,265 @@
+//! API discovery: which resource serves a kind, and whether it is served
+//! at all yet. A CRD's kind appears in its group version's resource list
+//! once the CRD is Established; until then that list lacks it, or the group
+//! version answers 404. Lists are fetched one group version at a time, and
+//! again only when a kind is missing from what was fetched.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::exit::Exit;
+use crate::memory::untrusted::Untrusted;
+use crate::peers::cluster::{Cluster, KubeError};
+use crate::peers::retry::{Classify, Retry, Verdict};
+
+/// The resource that serves a kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resource {
+    pub(crate) plural: String,
+    pub(crate) namespaced: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    #[error("{kind} ({api_version}) is not served yet (its CRD is absent or not Established)")]
+    NotServed { api_version: String, kind: String },
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+}
+
+impl Classify for ApplyError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            ApplyError::NotServed { .. } => Verdict::Retry(Retry::default()),
+            // The object itself is wrong: no retry makes it right.
+            ApplyError::Kube(e) if matches!(e.code(), Some(400 | 422)) => {
+                Verdict::Permanent(Exit::Invalid)
+            }
+            ApplyError::Kube(e) => e.verdict(),
+        }
+    }
+}
+
+/// Which object: its type and its name.
+pub(crate) struct ObjectRef<'a> {
+    pub(crate) api_version: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) name: &'a str,
+}
+
+/// The subset of `metav1.APIResourceList` the agent reads.
+#[derive(Deserialize)]
+struct ResourceList {
+    #[serde(default)]
+    resources: Vec<ResourceEntry>,
+}
+
+#[derive(Deserialize)]
+struct ResourceEntry {
+    name: String,
+    kind: String,
+    #[serde(default)]
+    namespaced: bool,
+}
+
+/// One API server, and what its discovery said per group version (`v1`,
+/// `group/version`).
+pub(crate) struct Discovery {
+    cluster: Cluster,
+    known: Mutex<HashMap<String, HashMap<String, Resource>>>,
+}
+
+impl Discovery {
+    pub(crate) fn new(cluster: &Cluster) -> Discovery {
+        Discovery {
+            cluster: cluster.clone(),
+            known: Mutex::default(),
+        }
+    }
+
+    fn cached(&self, api_version: &str, kind: &str) -> Option<Resource> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(api_version)?.get(kind).cloned()
+    }
+
+    /// The resource serving `kind`, asking the API server only when the last
+    /// answer for its group version lacked it.
+    pub(crate) async fn resolve(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Resource, ApplyError> {
+        if let Some(found) = self.cached(api_version, kind) {
+            return Ok(found);
+        }
+        let path = match api_version {
+            "v1" => "/api/v1".to_string(),
+            gv => format!("/apis/{gv}"),
+        };
+        let listed = match self.cluster.get(&path).await? {
+            Some(bytes) => parse(&bytes),
+            None => HashMap::new(),
+        };
+        let found = listed.get(kind).cloned();
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(api_version.to_string(), listed);
+        found.ok_or_else(|| ApplyError::NotServed {
+            api_version: Untrusted::new(api_version).shown(),
+            kind: Untrusted::new(kind).shown(),
+        })
+    }
+
+    /// Server-side apply of one object; a 404 (its kind gone from the
+    /// server, or its namespace not there yet) makes the next try ask
+    /// discovery again.
+    pub(crate) async fn apply(
+        &self,
+        manager: &str,
+        object: &ObjectRef<'_>,
+        body: Bytes,
+    ) -> Result<(), ApplyError> {
+        let api_version = object.api_version;
+        let resource = self.resolve(api_version, object.kind).await?;
+        let path = path(api_version, &resource, object.namespace, object.name);
+        match self.cluster.apply(&path, manager, body).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if e.code() == Some(404) {
+                    self.known
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(api_version);
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Kind → resource of one group version's list; subresources left out.
+fn parse(bytes: &[u8]) -> HashMap<String, Resource> {
+    let Ok(list) = serde_json::from_slice::<ResourceList>(bytes) else {
+        return HashMap::new();
+    };
+    list.resources
+        .into_iter()
+        .filter(|r| !r.name.contains('/'))
+        .map(|r| {
+            (
+                r.kind,
+                Resource {
+                    plural: r.name,
+                    namespaced: r.namespaced,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The object's URL path. A namespaced object without a namespace goes to
+/// `default`, as `kubectl apply` puts it.
+pub(crate) fn path(
+    api_version: &str,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+) -> String {
+    let root = match api_version {
+        "v1" => "/api/v1".to_string(),
+        gv => format!("/apis/{gv}"),
+    };
+    if resource.namespaced {
+        let ns = namespace.unwrap_or("default");
+        format!("{root}/namespaces/{ns}/{}/{name}", resource.plural)
+    } else {
+        format!("{root}/{}/{name}", resource.plural)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_list_maps_kinds_to_resources_without_subresources() {
+        let list = br#"{"kind":"APIResourceList","groupVersion":"pkg.crossplane.io/v1","resources":[
+            {"name":"providers","singularName":"provider","namespaced":false,"kind":"Provider","verbs":["get","patch"]},
+            {"name":"providers/status","singularName":"","namespaced":false,"kind":"Provider","verbs":["get"]}]}"#;
+        let kinds = parse(list);
+        assert_eq!(kinds.len(), 1);
+        assert_eq!(
+            kinds["Provider"],
+            Resource {
+                plural: "providers".into(),
+                namespaced: false
+            }
+        );
+        assert!(parse(b"not json").is_empty());
+    }
+
+    #[test]
+    fn paths_of_namespaced_cluster_scoped_and_core_objects() {
+        let ks = Resource {
+            plural: "kustomizations".into(),
+            namespaced: true,
+        };
+        assert_eq!(
+            path(
+                "kustomize.toolkit.fluxcd.io/v1",
+                &ks,
+                Some("flux-system"),
+                "kit"
+            ),
+            "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/kit"
+        );
+        let provider = Resource {
+            plural: "providers".into(),
+            namespaced: false,
+        };
+        assert_eq!(
+            path("pkg.crossplane.io/v1", &provider, None, "hcloud"),
+            "/apis/pkg.crossplane.io/v1/providers/hcloud"
+        );
+        let cm = Resource {
+            plural: "configmaps".into(),
+            namespaced: true,
+        };
+        assert_eq!(
+            path("v1", &cm, None, "x"),
+            "/api/v1/namespaces/default/configmaps/x"
+        );
+    }
+
+    #[test]
+    fn invalid_objects_never_heal_and_the_rest_waits() {
+        let status = |code| {
+            ApplyError::Kube(KubeError::Status {
+                method: reqwest::Method::PATCH,
+                path: "/apis/x/v1/xs/y".into(),
+                code,
+                reason: Untrusted::new(""),
+                message: Untrusted::new(""),
+            })
+        };
+        assert_eq!(status(422).verdict(), Verdict::Permanent(Exit::Invalid));
+        assert_eq!(status(400).verdict(), Verdict::Permanent(Exit::Invalid));
+        for code in [404, 409, 429, 500, 503, 504] {
+            assert_eq!(
+                status(code).verdict(),
+                Verdict::Retry(Retry::default()),
+                "{code}"
+            );
+        }
+        let missing = ApplyError::NotServed {
+            api_version: "pkg.crossplane.io/v1".into(),
+            kind: "Provider".into(),
+        };
+        assert_eq!(missing.verdict(), Verdict::Retry(Retry::default()));
+    }
+}
