@@ -320,6 +320,20 @@ impl Sandbox {
         self.path("secrets.d")
     }
 
+    /// The agent's `manifests.dir` (the hand-off).
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.path("manifests.d")
+    }
+
+    /// Writes a hand-off file into `manifests.dir`, as cloud-init's
+    /// `write_files` would (root's, mode 0644).
+    pub fn write_handoff(&self, file: &str, text: &str) {
+        let dir = self.manifests_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), text).unwrap();
+        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
     /// Writes a bootstrap Secret manifest `file` into `secrets_dir` with
     /// mode 0600; `values` are the secret values in it, for
     /// [`Sandbox::assert_no_leaks`].
@@ -447,6 +461,8 @@ token_file: {token}
 ca_bundle: {ca}
 state_dir: {state}
 secrets_dir: {secrets}
+manifests:
+  dir: {manifests}
 deadline: {deadline}
 retry:
   initial_delay: {initial}
@@ -463,6 +479,7 @@ retry:
             ca = self.path("ca.pem").display(),
             state = self.state_dir().display(),
             secrets = self.secrets_dir().display(),
+            manifests = self.manifests_dir().display(),
         );
         std::fs::write(self.config_path(), config).unwrap();
     }

@@ -408,16 +408,10 @@ fn boot_with_cloud_init(
             ("sovereign_fqdn", SOVEREIGN_FQDN),
             ("kubeconfig_bearer", &sb.token),
             (
-                "agent_deb_url_amd64",
+                "agent_deb_url",
                 &format!("{deb_url}/catalyst-bootstrap.deb"),
             ),
-            ("agent_deb_sha256_amd64", deb_sha256),
-            // The container is amd64: it must not fetch this one.
-            (
-                "agent_deb_url_arm64",
-                &format!("{deb_url}/not-for-this-node.deb"),
-            ),
-            ("agent_deb_sha256_arm64", &"0".repeat(64)),
+            ("agent_deb_sha256", deb_sha256),
         ],
         &[("cloud-credentials", CLOUD_CREDENTIALS)],
     );
@@ -435,10 +429,15 @@ fn boot_with_cloud_init(
     )
     .unwrap();
     std::fs::write(dirs.path().join("k3s.yaml"), sb.api.kubeconfig()).unwrap();
+    // Upstream's own write_files (cilium-values.yaml) make this directory,
+    // where the snippet's done_marker goes.
+    let catalyst = dirs.path().join("catalyst");
+    std::fs::create_dir_all(&catalyst).unwrap();
     Container::boot(&[
         (&seed, "/var/lib/cloud/seed/nocloud"),
         (&dropins, "/etc/catalyst-bootstrap/config.d"),
         (&dirs.path().join("k3s.yaml"), "/etc/rancher/k3s/k3s.yaml"),
+        (&catalyst, "/var/lib/catalyst"),
     ])
 }
 
@@ -474,6 +473,12 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     assert_eq!(secret["data"]["hcloud-token"], HCLOUD_TOKEN_B64);
     let left = c.sh("ls -A /etc/catalyst-bootstrap/secrets.d");
     assert_eq!(left.trim(), "", "files left in secrets.d");
+    // The provisioner's signal, through the unit's sandbox.
+    assert!(
+        dirs.path().join("catalyst/cloud-init-complete").exists(),
+        "no done_marker:\n{}",
+        diagnose(&c)
+    );
     let log = c.sh("journalctl -u catalyst-bootstrap --no-pager -o cat");
     assert!(!log.contains(HCLOUD_TOKEN), "{log}");
     drop(c);
@@ -489,7 +494,7 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
         "installed despite a SHA-256 mismatch"
     );
     let log = c.sh("cat /var/log/cloud-init-output.log");
-    assert!(log.contains("SHA-256 mismatch, not installing"), "{log}");
+    assert!(log.contains("did NOT match"), "{log}");
     assert!(sb2.catalyst.requests().is_empty());
 }
 
