@@ -65,6 +65,9 @@ pub(crate) struct Key {
     pub(crate) flag: Option<&'static str>,
     /// Shown as `<redacted>` by `check-config`; never a flag.
     pub(crate) secret: bool,
+    /// No longer used: accepted (so a configuration that sets it keeps
+    /// loading), warned about, and shown by `check-config` only when set.
+    pub(crate) retired: bool,
 }
 
 impl Key {
@@ -76,12 +79,20 @@ impl Key {
             doc,
             flag: None,
             secret: false,
+            retired: false,
         }
     }
 
     const fn flag(self, value_name: &'static str) -> Key {
         Key {
             flag: Some(value_name),
+            ..self
+        }
+    }
+
+    const fn retired(self) -> Key {
+        Key {
+            retired: true,
             ..self
         }
     }
@@ -105,7 +116,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("sovereign_fqdn", Text, Unset(""), "the Sovereign's API name, which k3s has in `--tls-san`: when the certificate does not name the public address but names this, the kubeconfig gets `tls-server-name: <sovereign_fqdn>`"),
     Key::new("preflight", Text, Is("enforce"), "`enforce`: a kubeconfig whose certificate check fails is not sent (exit 68); `warn`: it is sent with a warning"),
     Key::new("node_name", Text, Unset("the hostname"), "this node's name in the Kubernetes Events it posts (the Node they regard, and their reporting instance); a DNS subdomain name, like a Kubernetes node name").flag("NAME"),
-    Key::new("lease_duration", Dur, Unset(""), "no longer used (HA coordination was removed in 0.2); accepted and ignored, with a warning"),
+    Key::new("lease_duration", Dur, Unset(""), "no longer used (HA coordination was removed in 0.2); accepted and ignored, with a warning").retired(),
     Key::new("kubeconfig", Text, Is("/etc/rancher/k3s/k3s.yaml"), "the kubeconfig k3s writes").flag("FILE"),
     Key::new("token_file", Text, Unset(""), "bearer token file (64 lowercase hex), used when no systemd credential is passed; should be `0600` (a warning otherwise)"),
     Key::new("region", Text, Unset(""), "appended as `?region=` for secondary regions; a lowercase DNS label").flag("NAME"),
@@ -635,12 +646,12 @@ impl Layers {
         Ok(None)
     }
 
-    /// A key still accepted but no longer used: where it was set, if it was.
-    /// Its value is not checked beyond its type, so a config that set it
-    /// keeps loading.
+    /// A retired key: where it was set, if it was. Its value is not checked
+    /// beyond its type, so a config that set it keeps loading; unset, it is
+    /// not shown at all (every node would read about a key it never had).
     fn ignored(&self, path: &str) -> anyhow::Result<Option<String>> {
+        debug_assert!(key(path).retired, "`{path}` is not declared retired");
         let Some(value) = self.raw(path)? else {
-            self.show(path, "(none)".into());
             return Ok(None);
         };
         self.show(path, format!("{value} (ignored: no longer used)"));
@@ -976,6 +987,7 @@ pub(crate) fn render(config: &Config, token_source: &Path) -> String {
         let value = match config.shown.get(key.name) {
             _ if key.secret => "<redacted>",
             Some(value) => value.as_str(),
+            None if key.retired => continue,
             None => "(not used)",
         };
         let _ = writeln!(out, "{}: {value}", key.name);
@@ -1269,14 +1281,24 @@ mod tests {
         let (_dir, file) = setup(MINIMAL, &[]);
         let c = load(Some(&file), &Overrides::default()).unwrap();
         assert_eq!(c.lease_duration_set, None);
-        assert!(render(&c, Path::new("/t")).contains("lease_duration: (none)\n"));
+        let text = render(&c, Path::new("/t"));
+        assert!(
+            !text.contains("lease_duration"),
+            "unset, it is not shown:\n{text}"
+        );
         for value in ["30s", "90", "\"2m\""] {
             let (_dir, file) = setup(&format!("{MINIMAL}lease_duration: {value}\n"), &[]);
             let c = load(Some(&file), &Overrides::default()).unwrap();
             let origin = c.lease_duration_set.as_deref().unwrap();
             assert!(origin.ends_with("config.yaml"), "{origin}");
             let text = render(&c, Path::new("/t"));
-            assert!(text.contains("(ignored: no longer used)\n"), "{text}");
+            let shown = value.trim_matches('"');
+            assert!(
+                text.contains(&format!(
+                    "\nlease_duration: {shown} (ignored: no longer used)\n"
+                )),
+                "{text}"
+            );
         }
         // Still a known key: a typo near it is still caught.
         assert!(load_err(&format!("{MINIMAL}lease_duraton: 30s\n")).contains("lease_duration"));
@@ -1287,7 +1309,7 @@ mod tests {
         let (_dir, file) = setup(MINIMAL, &[]);
         let c = load(Some(&file), &Overrides::default()).unwrap();
         let text = render(&c, Path::new("/run/credentials/x/kubeconfig-bearer"));
-        for key in KEYS.iter().filter(|k| k.kind != Table) {
+        for key in KEYS.iter().filter(|k| k.kind != Table && !k.retired) {
             assert!(
                 text.contains(&format!("\n{}: ", key.name)) || text.starts_with(key.name),
                 "{} missing from\n{text}",
