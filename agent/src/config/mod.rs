@@ -365,16 +365,27 @@ fn load_layers(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result
 /// `state_dir`. A configuration that exists but does not load is an error
 /// (reading the default directory instead would show another directory's
 /// state, or none, as if it were this node's); only when there is no
-/// configuration at all is the default the answer.
+/// configuration at all is the default the answer: nothing can have moved
+/// the state elsewhere, and `status --wait` started before cloud-init wrote
+/// the configuration waits instead of failing.
 pub(crate) fn state_dir_for_status(
     explicit: Option<&Path>,
     overrides: &Overrides,
+) -> anyhow::Result<PathBuf> {
+    state_dir_for_status_in(explicit, overrides, &[USR_DIR, ETC_DIR])
+}
+
+/// [`state_dir_for_status`] with the configuration directories as given.
+fn state_dir_for_status_in(
+    explicit: Option<&Path>,
+    overrides: &Overrides,
+    config_dirs: &[&str],
 ) -> anyhow::Result<PathBuf> {
     if let Some(dir) = overrides.get("state_dir") {
         return Ok(PathBuf::from(dir));
     }
     let nothing_configured = explicit.is_none()
-        && [USR_DIR, ETC_DIR].iter().all(|dir| {
+        && config_dirs.iter().all(|dir| {
             let dir = Path::new(dir);
             !dir.join("config.yaml").exists()
                 && drop_ins(&[&dir.join("config.d")]).is_ok_and(|d| d.is_empty())
@@ -1302,6 +1313,46 @@ mod tests {
         }
         // Still a known key: a typo near it is still caught.
         assert!(load_err(&format!("{MINIMAL}lease_duraton: 30s\n")).contains("lease_duration"));
+    }
+
+    /// With no configuration at all `status` reads the default state
+    /// directory; a configuration that does not load is exit 78, never the
+    /// default; `--state-dir` wins over both.
+    #[test]
+    fn status_falls_back_to_the_default_state_dir_only_with_no_configuration() {
+        let root = tempfile::tempdir().unwrap();
+        let (usr, etc) = (root.path().join("usr"), root.path().join("etc"));
+        let dirs = [usr.to_str().unwrap(), etc.to_str().unwrap()];
+        let none = Overrides::default();
+        let default = PathBuf::from(default_text("state_dir"));
+        assert_eq!(
+            state_dir_for_status_in(None, &none, &dirs).unwrap(),
+            default
+        );
+        // A config.d with no `*.yaml` in it configures nothing either.
+        std::fs::create_dir_all(etc.join("config.d")).unwrap();
+        std::fs::write(etc.join("config.d").join("notes.txt"), "").unwrap();
+        assert_eq!(
+            state_dir_for_status_in(None, &none, &dirs).unwrap(),
+            default
+        );
+
+        let flag = Overrides(vec![("state_dir", "/srv/flag".into())]);
+        assert_eq!(
+            state_dir_for_status_in(None, &flag, &dirs).unwrap(),
+            PathBuf::from("/srv/flag")
+        );
+
+        let (_dir, broken) = setup("deployment_id: [\n", &[]);
+        let err = state_dir_for_status_in(Some(&broken), &none, &dirs).unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::Config, "{err:#}");
+        assert!(format!("{err:#}").contains("--state-dir DIR"), "{err:#}");
+
+        let (_dir, file) = setup(&format!("{MINIMAL}state_dir: /srv/state\n"), &[]);
+        assert_eq!(
+            state_dir_for_status_in(Some(&file), &none, &dirs).unwrap(),
+            PathBuf::from("/srv/state")
+        );
     }
 
     #[test]
