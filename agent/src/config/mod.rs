@@ -6,7 +6,7 @@
 //!
 //! Every key is declared once, in [`KEYS`]: its kind, default, doc line and
 //! flag. Loading, validation, `check-config`, the command-line flags and
-//! README's table all follow from it.
+//! docs/configuration.md's table all follow from it.
 
 pub(crate) mod file;
 pub(crate) mod token;
@@ -45,7 +45,7 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Initial {
     Required,
-    /// Unset; the text says what that means (README's default column).
+    /// Unset; the text says what that means (the reference's default column).
     Unset(&'static str),
     /// This value, parsed like one from a file.
     Value(&'static str),
@@ -58,7 +58,7 @@ pub(crate) struct Key {
     pub(crate) name: &'static str,
     pub(crate) kind: Kind,
     pub(crate) initial: Initial,
-    /// One line for README's table and the flag's `--help`.
+    /// One line for docs/configuration.md's table and the flag's `--help`.
     pub(crate) doc: &'static str,
     /// The value name when the key is also a command-line flag
     /// (`--deployment-id HEX16`).
@@ -106,7 +106,7 @@ impl Key {
 use Initial::{Required, Unset, Value as Is};
 use Kind::{Duration as Dur, Table, Text, TextOrTable};
 
-/// Every key the agent knows, in README's order.
+/// Every key the agent knows, in docs/configuration.md's order.
 #[rustfmt::skip]
 pub(crate) const KEYS: &[Key] = &[
     Key::new("deployment_id", Text, Required, "16 lowercase hex characters (quote it: YAML reads all-digit values as numbers)").flag("HEX16"),
@@ -135,7 +135,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("seed.name", Text, Is("openbao-recovery-seed"), "name of the seed Secret"),
     Key::new("seed.key", Text, Is("recovery-seed"), "its data key"),
     Key::new("seed.marker", Text, Is("openbao-init-marker"), "if this Secret exists, OpenBao is initialised and no seed is written"),
-    Key::new("seed.helm_release", TextOrTable, Unset("`{name: openbao, namespace: openbao}`"), "the Helm release whose ownership metadata the seed Secret carries (`app.kubernetes.io/managed-by: Helm`, `meta.helm.sh/release-name`, `meta.helm.sh/release-namespace`), so that release adopts it, keeping its value, instead of refusing to install; the default is bp-openbao as bootstrap-kit slot 08 installs it. A mapping with both `name` (a Helm release name) and `namespace` names another release; `none` turns the metadata off (for charts that do not render the Secret); any other value is exit 78. An existing Secret without the metadata gets it added (see \"seed\" above)"),
+    Key::new("seed.helm_release", TextOrTable, Unset("`{name: openbao, namespace: openbao}`"), "the Helm release whose ownership metadata the seed Secret carries (`app.kubernetes.io/managed-by: Helm`, `meta.helm.sh/release-name`, `meta.helm.sh/release-namespace`), so that release adopts it, keeping its value, instead of refusing to install; the default is bp-openbao as bootstrap-kit slot 08 installs it. A mapping with both `name` (a Helm release name) and `namespace` names another release; `none` turns the metadata off (for charts that do not render the Secret); any other value is exit 78. An existing Secret without the metadata gets it added (docs/design.md, \"Helm adoption\")"),
     Key::new("seed.helm_release.name", Text, Unset(""), "with `seed.helm_release` a mapping: the release's name (required there)"),
     Key::new("seed.helm_release.namespace", Text, Unset(""), "with `seed.helm_release` a mapping: the release's namespace (required there)"),
 ];
@@ -182,9 +182,9 @@ pub(crate) fn default_text(name: &str) -> &'static str {
     }
 }
 
-/// README's configuration table, generated from [`KEYS`].
+/// docs/configuration.md's key table, generated from [`KEYS`].
 #[cfg(test)]
-fn readme_table() -> String {
+fn docs_table() -> String {
     let mut out = String::from("| key | required | default | meaning |\n|---|---|---|---|\n");
     let cell = |s: &str| {
         if s.is_empty() {
@@ -1431,21 +1431,24 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_key() {
-        let readme = include_str!("../../../README.md");
-        let table = readme_table();
+    fn the_configuration_reference_lists_every_key() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let table = docs_table();
         assert!(
-            readme.contains(&table),
-            "README.md's configuration table is out of date; it should read:\n\n{table}"
+            doc.contains(&table),
+            "docs/configuration.md's key table is out of date; it should read:\n\n{table}"
         );
     }
 
     #[test]
-    fn readme_names_every_flag() {
-        let readme = include_str!("../../../README.md");
+    fn the_configuration_reference_names_every_flag() {
+        let doc = include_str!("../../../docs/configuration.md");
         for k in KEYS.iter().filter(|k| k.flag.is_some()) {
             let flag = format!("`--{}`", k.flag_name());
-            assert!(readme.contains(&flag), "README.md does not name {flag}");
+            assert!(
+                doc.contains(&flag),
+                "docs/configuration.md does not name {flag}"
+            );
         }
     }
 
