@@ -26,7 +26,7 @@ macro_rules! exits {
             }
 
             /// The code, a few words for `--help`, whether a restart heals
-            /// it (README), and what it means (README).
+            /// it (docs/operating.md), and what it means (docs/operating.md).
             fn row(self) -> Row {
                 match self {
                     $(Exit::$variant => Row { code: $code, summary: $summary, heals: $heals, meaning: $meaning },)*
@@ -77,8 +77,8 @@ exits! {
         "the hand-off: the API server refused an object of a required manifest file as invalid (`400`, `422`), or a file in `manifests.dir` became invalid after the agent started; the objects before it stay applied";
 }
 
-/// One exit code as `--help` and README describe it.
-#[cfg_attr(not(test), allow(dead_code))] // README's columns are read by its test.
+/// One exit code as `--help` and docs/operating.md describe it.
+#[cfg_attr(not(test), allow(dead_code))] // the docs table's columns are read by its test.
 struct Row {
     code: u8,
     summary: &'static str,
@@ -185,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_exit_code() {
+    fn the_operating_manual_lists_every_exit_code() {
         let mut table = String::from("| code | meaning | heals on restart? |\n|---|---|---|\n");
         for r in rows() {
             let heals = if r.heals.is_empty() {
@@ -195,10 +195,10 @@ mod tests {
             };
             table += &format!("| {} | {} |{heals}|\n", r.code, r.meaning);
         }
-        let readme = include_str!("../../README.md");
+        let doc = include_str!("../../docs/operating.md");
         assert!(
-            readme.contains(&table),
-            "README.md's exit-code table is out of date; it should read:\n\n{table}"
+            doc.contains(&table),
+            "docs/operating.md's exit-code table is out of date; it should read:\n\n{table}"
         );
         let mut codes: Vec<u8> = rows().iter().map(|r| r.code).collect();
         codes.dedup();

@@ -94,7 +94,7 @@ pub struct Case {
     pub exit: Option<i32>,
     /// On stderr, when not empty.
     pub says: &'static str,
-    /// What an SRE sees, for the README table.
+    /// What an SRE sees, for the table in docs/faults.md.
     pub outcome: &'static str,
     /// For work left undone: put right before a fresh run, which must
     /// finish with 0 and still keep every invariant.

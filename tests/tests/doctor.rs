@@ -141,7 +141,7 @@ async fn healthy_every_line_ok_and_nothing_changes() {
     expect(&out, "seed", "ok", "a run would create it");
     expect(&out, "state", "ok", "a run starts from the beginning");
 
-    // It asked catalyst-api exactly once, the way the README says.
+    // It asked catalyst-api exactly once, the way docs/operating.md says.
     let asked = sb.catalyst.requests();
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(

@@ -23,11 +23,12 @@ Exit codes:
   0   done (the `done` stamp exists)
   1   a phase failed (see DETAIL; `run` retries what heals)
   2   command-line usage error
-  3   not done yet, or not started (with --wait: still not done at --timeout)
+  3   not done yet, or not started (with --wait: still not done at --timeout;
+      with no configuration at all it reads the default state directory)
   4   the state file cannot be read (damaged: the next run sets it aside as
       state.json.corrupt and starts over; or written by a newer version)
-  78  the configuration does not load, so the state directory is unknown
-      (pass --state-dir DIR)
+  78  a configuration exists but does not load, so the state directory is
+      unknown (pass --state-dir DIR)
 ";
 
 /// How often `--wait` says it is still waiting.

@@ -6,7 +6,7 @@
 //!
 //! Every key is declared once, in [`KEYS`]: its kind, default, doc line and
 //! flag. Loading, validation, `check-config`, the command-line flags and
-//! README's table all follow from it.
+//! docs/configuration.md's table all follow from it.
 
 pub(crate) mod file;
 pub(crate) mod token;
@@ -45,7 +45,7 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Initial {
     Required,
-    /// Unset; the text says what that means (README's default column).
+    /// Unset; the text says what that means (the reference's default column).
     Unset(&'static str),
     /// This value, parsed like one from a file.
     Value(&'static str),
@@ -58,13 +58,16 @@ pub(crate) struct Key {
     pub(crate) name: &'static str,
     pub(crate) kind: Kind,
     pub(crate) initial: Initial,
-    /// One line for README's table and the flag's `--help`.
+    /// One line for docs/configuration.md's table and the flag's `--help`.
     pub(crate) doc: &'static str,
     /// The value name when the key is also a command-line flag
     /// (`--deployment-id HEX16`).
     pub(crate) flag: Option<&'static str>,
     /// Shown as `<redacted>` by `check-config`; never a flag.
     pub(crate) secret: bool,
+    /// No longer used: accepted (so a configuration that sets it keeps
+    /// loading), warned about, and shown by `check-config` only when set.
+    pub(crate) retired: bool,
 }
 
 impl Key {
@@ -76,12 +79,20 @@ impl Key {
             doc,
             flag: None,
             secret: false,
+            retired: false,
         }
     }
 
     const fn flag(self, value_name: &'static str) -> Key {
         Key {
             flag: Some(value_name),
+            ..self
+        }
+    }
+
+    const fn retired(self) -> Key {
+        Key {
+            retired: true,
             ..self
         }
     }
@@ -95,7 +106,7 @@ impl Key {
 use Initial::{Required, Unset, Value as Is};
 use Kind::{Duration as Dur, Table, Text, TextOrTable};
 
-/// Every key the agent knows, in README's order.
+/// Every key the agent knows, in docs/configuration.md's order.
 #[rustfmt::skip]
 pub(crate) const KEYS: &[Key] = &[
     Key::new("deployment_id", Text, Required, "16 lowercase hex characters (quote it: YAML reads all-digit values as numbers)").flag("HEX16"),
@@ -105,7 +116,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("sovereign_fqdn", Text, Unset(""), "the Sovereign's API name, which k3s has in `--tls-san`: when the certificate does not name the public address but names this, the kubeconfig gets `tls-server-name: <sovereign_fqdn>`"),
     Key::new("preflight", Text, Is("enforce"), "`enforce`: a kubeconfig whose certificate check fails is not sent (exit 68); `warn`: it is sent with a warning"),
     Key::new("node_name", Text, Unset("the hostname"), "this node's name in the Kubernetes Events it posts (the Node they regard, and their reporting instance); a DNS subdomain name, like a Kubernetes node name").flag("NAME"),
-    Key::new("lease_duration", Dur, Unset(""), "no longer used (HA coordination was removed in 0.2); accepted and ignored, with a warning"),
+    Key::new("lease_duration", Dur, Unset(""), "no longer used (HA coordination was removed in 0.2); accepted and ignored, with a warning").retired(),
     Key::new("kubeconfig", Text, Is("/etc/rancher/k3s/k3s.yaml"), "the kubeconfig k3s writes").flag("FILE"),
     Key::new("token_file", Text, Unset(""), "bearer token file (64 lowercase hex), used when no systemd credential is passed; should be `0600` (a warning otherwise)"),
     Key::new("region", Text, Unset(""), "appended as `?region=` for secondary regions; a lowercase DNS label").flag("NAME"),
@@ -128,7 +139,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new("seed.name", Text, Is("openbao-recovery-seed"), "name of the seed Secret"),
     Key::new("seed.key", Text, Is("recovery-seed"), "its data key"),
     Key::new("seed.marker", Text, Is("openbao-init-marker"), "if this Secret exists, OpenBao is initialised and no seed is written"),
-    Key::new("seed.helm_release", TextOrTable, Unset("`{name: openbao, namespace: openbao}`"), "the Helm release whose ownership metadata the seed Secret carries (`app.kubernetes.io/managed-by: Helm`, `meta.helm.sh/release-name`, `meta.helm.sh/release-namespace`), so that release adopts it, keeping its value, instead of refusing to install; the default is bp-openbao as bootstrap-kit slot 08 installs it. A mapping with both `name` (a Helm release name) and `namespace` names another release; `none` turns the metadata off (for charts that do not render the Secret); any other value is exit 78. An existing Secret without the metadata gets it added (see \"seed\" above)"),
+    Key::new("seed.helm_release", TextOrTable, Unset("`{name: openbao, namespace: openbao}`"), "the Helm release whose ownership metadata the seed Secret carries (`app.kubernetes.io/managed-by: Helm`, `meta.helm.sh/release-name`, `meta.helm.sh/release-namespace`), so that release adopts it, keeping its value, instead of refusing to install; the default is bp-openbao as bootstrap-kit slot 08 installs it. A mapping with both `name` (a Helm release name) and `namespace` names another release; `none` turns the metadata off (for charts that do not render the Secret); any other value is exit 78. An existing Secret without the metadata gets it added (docs/design.md, \"Helm adoption\")"),
     Key::new("seed.helm_release.name", Text, Unset(""), "with `seed.helm_release` a mapping: the release's name (required there)"),
     Key::new("seed.helm_release.namespace", Text, Unset(""), "with `seed.helm_release` a mapping: the release's namespace (required there)"),
 ];
@@ -175,9 +186,9 @@ pub(crate) fn default_text(name: &str) -> &'static str {
     }
 }
 
-/// README's configuration table, generated from [`KEYS`].
+/// docs/configuration.md's key table, generated from [`KEYS`].
 #[cfg(test)]
-fn readme_table() -> String {
+fn docs_table() -> String {
     let mut out = String::from("| key | required | default | meaning |\n|---|---|---|---|\n");
     let cell = |s: &str| {
         if s.is_empty() {
@@ -362,16 +373,27 @@ fn load_layers(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result
 /// `state_dir`. A configuration that exists but does not load is an error
 /// (reading the default directory instead would show another directory's
 /// state, or none, as if it were this node's); only when there is no
-/// configuration at all is the default the answer.
+/// configuration at all is the default the answer: nothing can have moved
+/// the state elsewhere, and `status --wait` started before cloud-init wrote
+/// the configuration waits instead of failing.
 pub(crate) fn state_dir_for_status(
     explicit: Option<&Path>,
     overrides: &Overrides,
+) -> anyhow::Result<PathBuf> {
+    state_dir_for_status_in(explicit, overrides, &[USR_DIR, ETC_DIR])
+}
+
+/// [`state_dir_for_status`] with the configuration directories as given.
+fn state_dir_for_status_in(
+    explicit: Option<&Path>,
+    overrides: &Overrides,
+    config_dirs: &[&str],
 ) -> anyhow::Result<PathBuf> {
     if let Some(dir) = overrides.get("state_dir") {
         return Ok(PathBuf::from(dir));
     }
     let nothing_configured = explicit.is_none()
-        && [USR_DIR, ETC_DIR].iter().all(|dir| {
+        && config_dirs.iter().all(|dir| {
             let dir = Path::new(dir);
             !dir.join("config.yaml").exists()
                 && drop_ins(&[&dir.join("config.d")]).is_ok_and(|d| d.is_empty())
@@ -643,12 +665,12 @@ impl Layers {
         Ok(None)
     }
 
-    /// A key still accepted but no longer used: where it was set, if it was.
-    /// Its value is not checked beyond its type, so a config that set it
-    /// keeps loading.
+    /// A retired key: where it was set, if it was. Its value is not checked
+    /// beyond its type, so a config that set it keeps loading; unset, it is
+    /// not shown at all (every node would read about a key it never had).
     fn ignored(&self, path: &str) -> anyhow::Result<Option<String>> {
+        debug_assert!(key(path).retired, "`{path}` is not declared retired");
         let Some(value) = self.raw(path)? else {
-            self.show(path, "(none)".into());
             return Ok(None);
         };
         self.show(path, format!("{value} (ignored: no longer used)"));
@@ -987,6 +1009,7 @@ pub(crate) fn render(config: &Config, token_source: &Path) -> String {
         let value = match config.shown.get(key.name) {
             _ if key.secret => "<redacted>",
             Some(value) => value.as_str(),
+            None if key.retired => continue,
             None => "(not used)",
         };
         let _ = writeln!(out, "{}: {value}", key.name);
@@ -1280,17 +1303,67 @@ mod tests {
         let (_dir, file) = setup(MINIMAL, &[]);
         let c = load(Some(&file), &Overrides::default()).unwrap();
         assert_eq!(c.lease_duration_set, None);
-        assert!(render(&c, Path::new("/t")).contains("lease_duration: (none)\n"));
+        let text = render(&c, Path::new("/t"));
+        assert!(
+            !text.contains("lease_duration"),
+            "unset, it is not shown:\n{text}"
+        );
         for value in ["30s", "90", "\"2m\""] {
             let (_dir, file) = setup(&format!("{MINIMAL}lease_duration: {value}\n"), &[]);
             let c = load(Some(&file), &Overrides::default()).unwrap();
             let origin = c.lease_duration_set.as_deref().unwrap();
             assert!(origin.ends_with("config.yaml"), "{origin}");
             let text = render(&c, Path::new("/t"));
-            assert!(text.contains("(ignored: no longer used)\n"), "{text}");
+            let shown = value.trim_matches('"');
+            assert!(
+                text.contains(&format!(
+                    "\nlease_duration: {shown} (ignored: no longer used)\n"
+                )),
+                "{text}"
+            );
         }
         // Still a known key: a typo near it is still caught.
         assert!(load_err(&format!("{MINIMAL}lease_duraton: 30s\n")).contains("lease_duration"));
+    }
+
+    /// With no configuration at all `status` reads the default state
+    /// directory; a configuration that does not load is exit 78, never the
+    /// default; `--state-dir` wins over both.
+    #[test]
+    fn status_falls_back_to_the_default_state_dir_only_with_no_configuration() {
+        let root = tempfile::tempdir().unwrap();
+        let (usr, etc) = (root.path().join("usr"), root.path().join("etc"));
+        let dirs = [usr.to_str().unwrap(), etc.to_str().unwrap()];
+        let none = Overrides::default();
+        let default = PathBuf::from(default_text("state_dir"));
+        assert_eq!(
+            state_dir_for_status_in(None, &none, &dirs).unwrap(),
+            default
+        );
+        // A config.d with no `*.yaml` in it configures nothing either.
+        std::fs::create_dir_all(etc.join("config.d")).unwrap();
+        std::fs::write(etc.join("config.d").join("notes.txt"), "").unwrap();
+        assert_eq!(
+            state_dir_for_status_in(None, &none, &dirs).unwrap(),
+            default
+        );
+
+        let flag = Overrides(vec![("state_dir", "/srv/flag".into())]);
+        assert_eq!(
+            state_dir_for_status_in(None, &flag, &dirs).unwrap(),
+            PathBuf::from("/srv/flag")
+        );
+
+        let (_dir, broken) = setup("deployment_id: [\n", &[]);
+        let err = state_dir_for_status_in(Some(&broken), &none, &dirs).unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::Config, "{err:#}");
+        assert!(format!("{err:#}").contains("--state-dir DIR"), "{err:#}");
+
+        let (_dir, file) = setup(&format!("{MINIMAL}state_dir: /srv/state\n"), &[]);
+        assert_eq!(
+            state_dir_for_status_in(Some(&file), &none, &dirs).unwrap(),
+            PathBuf::from("/srv/state")
+        );
     }
 
     #[test]
@@ -1298,7 +1371,7 @@ mod tests {
         let (_dir, file) = setup(MINIMAL, &[]);
         let c = load(Some(&file), &Overrides::default()).unwrap();
         let text = render(&c, Path::new("/run/credentials/x/kubeconfig-bearer"));
-        for key in KEYS.iter().filter(|k| k.kind != Table) {
+        for key in KEYS.iter().filter(|k| k.kind != Table && !k.retired) {
             assert!(
                 text.contains(&format!("\n{}: ", key.name)) || text.starts_with(key.name),
                 "{} missing from\n{text}",
@@ -1369,21 +1442,24 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_key() {
-        let readme = include_str!("../../../README.md");
-        let table = readme_table();
+    fn the_configuration_reference_lists_every_key() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let table = docs_table();
         assert!(
-            readme.contains(&table),
-            "README.md's configuration table is out of date; it should read:\n\n{table}"
+            doc.contains(&table),
+            "docs/configuration.md's key table is out of date; it should read:\n\n{table}"
         );
     }
 
     #[test]
-    fn readme_names_every_flag() {
-        let readme = include_str!("../../../README.md");
+    fn the_configuration_reference_names_every_flag() {
+        let doc = include_str!("../../../docs/configuration.md");
         for k in KEYS.iter().filter(|k| k.flag.is_some()) {
             let flag = format!("`--{}`", k.flag_name());
-            assert!(readme.contains(&flag), "README.md does not name {flag}");
+            assert!(
+                doc.contains(&flag),
+                "docs/configuration.md does not name {flag}"
+            );
         }
     }
 

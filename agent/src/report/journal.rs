@@ -17,7 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::memory::untrusted::one_line;
 
 /// Declares `Event`, its `ALL` list, ids, levels, where it is told and
-/// README's wording in one place. `cluster` events are also posted as
+/// the docs' wording in one place. `cluster` events are also posted as
 /// Kubernetes Events (see `events`), whose `reason` is the variant's name;
 /// `journal` ones are not outcomes, only progress.
 macro_rules! events {
@@ -57,7 +57,7 @@ macro_rules! events {
                 }
             }
 
-            /// What the event is, as README's MESSAGE_ID table says it.
+            /// What the event is, as docs/operating.md's MESSAGE_ID table says it.
             #[cfg(test)]
             fn doc(self) -> &'static str {
                 match self {
@@ -483,17 +483,17 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_message_id() {
+    fn the_operating_manual_lists_every_message_id() {
         let mut table =
             String::from("| event | `MESSAGE_ID` | Kubernetes Event `reason` |\n|---|---|---|\n");
         for e in Event::ALL {
             let reason = e.reason().map(|r| format!("`{r}`")).unwrap_or("—".into());
             table += &format!("| {} | `{}` | {reason} |\n", e.doc(), e.id());
         }
-        let readme = include_str!("../../../README.md");
+        let doc = include_str!("../../../docs/operating.md");
         assert!(
-            readme.contains(&table),
-            "README.md's MESSAGE_ID table is out of date; it should read:\n\n{table}"
+            doc.contains(&table),
+            "docs/operating.md's MESSAGE_ID table is out of date; it should read:\n\n{table}"
         );
     }
 

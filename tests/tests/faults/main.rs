@@ -7,8 +7,8 @@
 //! no secret in the output, the notifications or the state directory.
 //!
 //! The cases live in one file per area; the machinery and the invariants in
-//! the harness (`catalyst_bootstrap_tests::faults`). README.md's fault table
-//! is this table (`readme_lists_every_case`).
+//! the harness (`catalyst_bootstrap_tests::faults`). docs/faults.md's table
+//! is this table (`docs_list_every_case`).
 
 mod catalyst;
 mod disk;
@@ -29,7 +29,7 @@ use catalyst_bootstrap_tests::ship::root;
 use http::Method;
 use serde_json::json;
 
-/// Every case, in README's order.
+/// Every case, in docs/faults.md's order.
 fn cases() -> impl Iterator<Item = &'static Case> {
     [
         process::CASES,
@@ -92,7 +92,7 @@ async fn the_leak_scan_reads_the_journal() {
     sb.assert_no_leaks(&[]);
 }
 
-fn readme_table() -> String {
+fn docs_table() -> String {
     let mut table = String::from("| area | fault | exit | outcome |\n|---|---|---|---|\n");
     for case in cases() {
         let exit = case.exit.map_or("killed".to_string(), |c| c.to_string());
@@ -107,16 +107,16 @@ fn readme_table() -> String {
 }
 
 #[test]
-fn readme_lists_every_case() {
+fn docs_list_every_case() {
     assert!(
         cases().count() >= 30,
         "the matrix has {} cases",
         cases().count()
     );
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let table = readme_table();
+    let doc = std::fs::read_to_string(root().join("docs/faults.md")).unwrap();
+    let table = docs_table();
     assert!(
-        readme.contains(&table),
-        "README.md's fault table is out of date; it should read:\n\n{table}"
+        doc.contains(&table),
+        "docs/faults.md's fault table is out of date; it should read:\n\n{table}"
     );
 }

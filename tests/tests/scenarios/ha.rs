@@ -179,10 +179,17 @@ async fn a_node_killed_mid_put_holds_nobody_up() {
 }
 
 /// A configuration written for 0.1 still runs: `lease_duration` is accepted
-/// and ignored, with one warning naming the file.
+/// and ignored, with one warning naming the file. `check-config` shows the
+/// key only where it is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_that_sets_lease_duration_still_runs_with_one_warning() {
     let sb = Sandbox::new();
+    let unset = sb.command(&["check-config"]).output().await.unwrap();
+    let unset = String::from_utf8_lossy(&unset.stdout);
+    assert!(
+        unset.contains("deployment_id: ") && !unset.contains("lease_duration"),
+        "{unset}"
+    );
     sb.write_config("lease_duration: 30s\n");
     let out = sb.run().await;
     assert_exit(&out, 0);
