@@ -2,6 +2,7 @@
 //! Without `NOTIFY_SOCKET` every call is a no-op.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -13,6 +14,9 @@ use crate::memory::untrusted::one_line;
 #[derive(Default)]
 pub(crate) struct Notifier {
     parts: Mutex<Vec<(&'static str, String)>>,
+    /// READY=1 went out: once the critical work is done, and the job's
+    /// end only updates the status line.
+    ready: AtomicBool,
 }
 
 impl Notifier {
@@ -52,8 +56,13 @@ impl Notifier {
             .retain(|(p, _)| *p != phase);
     }
 
+    /// READY=1 (the first time) with `text` as the status line.
     pub(crate) fn ready(&self, text: &str) {
-        send(&[NotifyState::Ready, NotifyState::Status(text)]);
+        if self.ready.swap(true, Ordering::Relaxed) {
+            send(&[NotifyState::Status(text)]);
+        } else {
+            send(&[NotifyState::Ready, NotifyState::Status(text)]);
+        }
     }
 
     /// The last word of a run that failed, so `systemctl status` shows why

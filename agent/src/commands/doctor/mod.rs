@@ -5,6 +5,8 @@
 //! Every network step has a short timeout, and the independent ones run
 //! concurrently, so it answers within seconds even when everything is down.
 
+mod handoff;
+
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -182,10 +184,20 @@ async fn checks(explicit: Option<&Path>, overrides: &Overrides) -> Vec<Line> {
     // The API server side and catalyst-api side run concurrently.
     let (server_lines, catalyst_lines) =
         tokio::join!(server_side(&config, kc.as_ref()), catalyst_side(&config));
-    let [rewrite, api_server, clock, address, preflight, seed] = server_lines;
+    let [
+        rewrite,
+        api_server,
+        clock,
+        address,
+        preflight,
+        seed,
+        manifests,
+    ] = server_lines;
     lines.extend([rewrite, api_server, clock, address, preflight]);
     lines.extend(catalyst_lines);
     lines.push(seed);
+    lines.push(manifests);
+    lines.extend(handoff::marker(&config));
     lines.push(state_line(&config, done));
     lines
 }
@@ -261,7 +273,7 @@ async fn address(config: &Config) -> (Result<PublicAddress, String>, Line) {
 }
 
 /// rewrite, api-server, clock, address, preflight, seed.
-async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 6] {
+async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 7] {
     let no_cluster = |check| {
         fail(
             check,
@@ -292,6 +304,7 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 6] {
                 address_line,
                 no_cluster("preflight"),
                 no_cluster("seed"),
+                handoff::manifests(config, None).await,
             ];
         }
         Some(Err(_)) => Err(format!("no client within {}s", TOTAL.as_secs())),
@@ -312,6 +325,7 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 6] {
                 address_line,
                 no_cluster("preflight"),
                 no_cluster("seed"),
+                handoff::manifests(config, None).await,
             ];
         }
     };
@@ -330,8 +344,12 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 6] {
             Err(_) => None,
         }
     };
-    let ((ready, took, version), preflight, seed) =
-        tokio::join!(probe, preflight, timed(seed::plan(cluster, &config.seed)));
+    let ((ready, took, version), preflight, seed, manifests) = tokio::join!(
+        probe,
+        preflight,
+        timed(seed::plan(cluster, &config.seed)),
+        handoff::manifests(config, Some(cluster))
+    );
     let server = cluster.server();
     let (api_line, date) = match (ready, version) {
         (Err(e), _) => (
@@ -382,6 +400,7 @@ async fn server_side(config: &Config, kc: Option<&Kubeconfig>) -> [Line; 6] {
         address_line,
         preflight,
         seed_line(config, seed.0),
+        manifests,
     ]
 }
 
