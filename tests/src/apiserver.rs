@@ -5,14 +5,18 @@
 //! `managedFields`, conflicts and `force`, removal of fields an applier
 //! dropped), Terminating namespaces, immutable Secrets, and
 //! `metav1.Status` errors with the real reasons, messages and codes;
-//! `events.k8s.io/v1` Events (create with the real validation, list, get).
+//! `events.k8s.io/v1` Events (create with the real validation, list, get);
+//! discovery (`/api`, `/apis`, `APIResourceList`s) of the built-in
+//! resources and of custom resources whose CRDs become Established when a
+//! test says, and server-side apply of any served kind, namespaced or
+//! cluster-scoped.
 //! Faults are scripted per request; requests are recorded with their
 //! query and content type.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -65,10 +69,67 @@ struct ScriptedFault {
     fault: Fault,
 }
 
+/// A CustomResourceDefinition, reduced to what discovery and the REST
+/// handler of its resource need: one served version, which is also the
+/// storage version, and a `status` subresource (as the Flux and Crossplane
+/// CRDs have).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crd {
+    /// `source.toolkit.fluxcd.io`
+    pub group: &'static str,
+    /// `v1`
+    pub version: &'static str,
+    /// `GitRepository`
+    pub kind: &'static str,
+    /// `gitrepositories`
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+/// Flux's `GitRepository` (namespaced), what `flux-bootstrap.yaml` starts with.
+pub const GIT_REPOSITORY: Crd = Crd {
+    group: "source.toolkit.fluxcd.io",
+    version: "v1",
+    kind: "GitRepository",
+    plural: "gitrepositories",
+    namespaced: true,
+};
+
+/// Flux's `Kustomization` (namespaced).
+pub const KUSTOMIZATION: Crd = Crd {
+    group: "kustomize.toolkit.fluxcd.io",
+    version: "v1",
+    kind: "Kustomization",
+    plural: "kustomizations",
+    namespaced: true,
+};
+
+/// Crossplane's package `Provider` (cluster-scoped), installed by Flux.
+pub const PROVIDER: Crd = Crd {
+    group: "pkg.crossplane.io",
+    version: "v1",
+    kind: "Provider",
+    plural: "providers",
+    namespaced: false,
+};
+
+/// The Hetzner provider's `ProviderConfig` (cluster-scoped, as every
+/// Crossplane provider's `ProviderConfig` is), whose CRD exists only once
+/// that Provider is installed.
+pub const PROVIDER_CONFIG: Crd = Crd {
+    group: "hcloud.crossplane.io",
+    version: "v1beta1",
+    kind: "ProviderConfig",
+    plural: "providerconfigs",
+    namespaced: false,
+};
+
 #[derive(Default)]
 struct Cluster {
     ready: bool,
     objects: BTreeMap<String, Value>,
+    /// The CRDs, each with the moment it is Established from.
+    crds: Vec<(Crd, Instant)>,
     faults: Vec<ScriptedFault>,
     requests: Vec<Recorded>,
     resource_version: u64,
@@ -100,10 +161,12 @@ impl FakeApiServer {
             ..Cluster::default()
         }));
         {
+            // The namespaces every k3s cluster starts with.
             let mut c = cluster.lock().unwrap();
-            let ns = c.stamp(active_namespace("kube-system"));
-            c.objects
-                .insert("/api/v1/namespaces/kube-system".into(), ns);
+            for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+                let ns = c.stamp(active_namespace(name));
+                c.objects.insert(format!("/api/v1/namespaces/{name}"), ns);
+            }
         }
         let state = cluster.clone();
         let handler: Handler = Arc::new(move |req| {
@@ -281,6 +344,21 @@ users:
         (code, body.to_string())
     }
 
+    /// The CRD exists from now on; it is Established, so served in
+    /// discovery and for requests, once `after` has passed
+    /// (`Duration::ZERO`: at once). Adding a CRD again replaces it.
+    pub fn add_crd(&self, crd: Crd, after: Duration) {
+        let mut c = self.lock();
+        c.crds.retain(|(known, _)| {
+            (known.group, known.version, known.plural) != (crd.group, crd.version, crd.plural)
+        });
+        c.crds.push((crd, Instant::now() + after));
+    }
+
+    /// The object stored at its canonical path, such as
+    /// `/api/v1/namespaces/default/configmaps/x`,
+    /// `/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/openova`
+    /// or `/apis/pkg.crossplane.io/v1/providers/provider-hcloud`.
     pub fn object(&self, path: &str) -> Option<Value> {
         self.lock().objects.get(path).cloned()
     }
@@ -294,10 +372,10 @@ users:
     /// they were created.
     pub fn events(&self, namespace: &str) -> Vec<Value> {
         let c = self.lock();
-        list(
-            &c,
-            &format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events"),
-        )
+        match EVENTS.list(&c, Some(namespace))["items"].take() {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        }
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -325,12 +403,14 @@ users:
         }
     }
 
-    /// Finishes a termination: the namespace and everything in it are gone.
+    /// Finishes a termination: the namespace and everything in it, of
+    /// any kind, are gone.
     pub fn finish_termination(&self, ns: &str) {
-        let prefix = format!("/api/v1/namespaces/{ns}");
-        self.lock()
-            .objects
-            .retain(|k, _| k != &prefix && !k.starts_with(&format!("{prefix}/")));
+        let namespace = format!("/api/v1/namespaces/{ns}");
+        self.lock().objects.retain(|k, _| {
+            let parts: Vec<&str> = k.trim_start_matches('/').split('/').collect();
+            k != &namespace && locate(&parts).and_then(|at| at.namespace) != Some(ns)
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cluster> {
@@ -354,6 +434,35 @@ impl Cluster {
         meta["uid"] = format!("00000000-0000-4000-8000-{:012}", self.resource_version).into();
         meta["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
         object
+    }
+
+    /// The resource a request is for, if it is served at the request's
+    /// scope: a custom resource only once its CRD is Established, a
+    /// namespaced one only in a namespace (or listed across them), a
+    /// cluster-scoped one never in a namespace.
+    fn served(&self, at: &Location) -> Option<Resource> {
+        let resource = self
+            .resources()
+            .into_iter()
+            .find(|r| (r.group, r.version, r.resource) == (at.group, at.version, at.resource))?;
+        let scoped = match (resource.namespaced, at.namespace) {
+            (true, None) => at.name.is_none(),
+            (false, Some(_)) => false,
+            _ => true,
+        };
+        scoped.then_some(resource)
+    }
+
+    /// Every resource served now: the built-in ones, then those of the
+    /// Established CRDs.
+    fn resources(&self) -> Vec<Resource> {
+        let now = Instant::now();
+        let established = self
+            .crds
+            .iter()
+            .filter(|(_, from)| *from <= now)
+            .map(|(crd, _)| Resource::custom(*crd));
+        BUILT_IN.iter().copied().chain(established).collect()
     }
 
     fn take_fault(&mut self, method: &Method, path: &str) -> Option<Fault> {
@@ -570,69 +679,19 @@ fn route(
             json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
         ),
-        ("GET", ["apis"]) => (
-            200,
-            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
-            "name": "events.k8s.io",
-            "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}}]}),
-        ),
-        ("GET", ["apis", "events.k8s.io", "v1"]) => (
-            200,
-            resource_list("events.k8s.io/v1", &[("events", "Event", true, "ev")]),
-        ),
-        ("POST", ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"]) => {
-            create_event(c, path, ns, raw, body)
-        }
-        ("GET", ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => (
-            200,
-            json!({"kind": "EventList", "apiVersion": "events.k8s.io/v1",
-                   "metadata": {"resourceVersion": c.resource_version.to_string()},
-                   "items": list(c, path)}),
-        ),
-        (
-            "GET",
-            [
-                "apis",
-                "events.k8s.io",
-                "v1",
-                "namespaces",
-                _,
-                "events",
-                name,
-            ],
-        ) => get(c, path, "events.events.k8s.io", name),
-        ("GET", ["api", "v1"]) => (
-            200,
-            resource_list(
-                "v1",
-                &[
-                    ("namespaces", "Namespace", false, "ns"),
-                    ("secrets", "Secret", true, ""),
-                ],
-            ),
-        ),
+        ("GET", ["apis"]) => (200, group_list(c)),
+        ("GET", ["apis", group]) => api_group(c, group).map_or_else(no_such_path, |g| (200, g)),
+        ("GET", ["api", version]) => resource_list(c, "", version),
+        ("GET", ["apis", group, version]) => resource_list(c, group, version),
         ("GET", ["openapi", "v3"]) => (
             200,
             json!({"paths": {
             "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=0"}}}),
         ),
         ("GET", ["openapi", "v3", "api", "v1"]) => (200, openapi_v1()),
-        ("POST", ["api", "v1", "namespaces"]) => {
-            let Some(obj) = checked_body(raw, body, "Namespace", None) else {
-                return bad_request();
-            };
-            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            create(
-                c,
-                &format!("/api/v1/namespaces/{name}"),
-                "namespaces",
-                &name,
-                obj,
-                NAMESPACES.prepare_for_create,
-            )
+        ("POST", ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"]) => {
+            create_event(c, path, ns, raw, body)
         }
-        ("GET", ["api", "v1", "namespaces", ns]) => get(c, path, "namespaces", ns),
         ("DELETE", ["api", "v1", "namespaces", ns]) => match c.objects.get_mut(path) {
             Some(obj) => {
                 obj["status"]["phase"] = "Terminating".into();
@@ -640,75 +699,137 @@ fn route(
             }
             None => not_found("namespaces", ns),
         },
-        ("POST", ["api", "v1", "namespaces", ns, "secrets"]) => {
-            let Some(mut obj) = checked_body(raw, body, "Secret", Some(ns)) else {
-                return bad_request();
-            };
-            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            if let Some(refused) = namespace_refusal(c, ns, "secrets", &name) {
-                return refused;
-            }
-            string_data_into_data(&mut obj);
-            if let Some(refused) = invalid_secret_data(&obj) {
-                return refused;
-            }
-            let fields = fields_v1(&obj);
-            create(
-                c,
-                &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
-                "secrets",
-                &name,
-                obj,
-                |o| {
-                    (SECRETS.defaults)(o);
-                    o["metadata"]["managedFields"] =
-                        json!([managed_entry(req.manager, "Update", fields)]);
-                },
-            )
+        _ => match locate(&parts).and_then(|at| Some((c.served(&at)?, at))) {
+            Some((resource, at)) => serve(c, method, resource, at, raw, body, req),
+            None => no_such_path(),
+        },
+    }
+}
+
+/// A request on a served resource: get, list, create, server-side apply
+/// (and merge patch of Secrets), delete.
+fn serve(
+    c: &mut Cluster,
+    method: &Method,
+    resource: Resource,
+    at: Location,
+    raw: &[u8],
+    body: Option<Value>,
+    req: &Req,
+) -> (u16, Value) {
+    let ns = at.namespace;
+    match (method.as_str(), at.name, at.subresource) {
+        ("GET", None, None) => (200, resource.list(c, ns)),
+        ("GET", Some(name), None | Some("status")) => {
+            get(c, &resource.key(ns, name), &resource.qualified(), name)
         }
-        ("GET", ["api", "v1", "namespaces", _, "secrets", name]) => get(c, path, "secrets", name),
-        ("PATCH", ["api", "v1", "namespaces", ns, "secrets", name]) => {
+        // A namespaced resource is listed across namespaces, never
+        // created outside one.
+        ("POST", None, None) if ns.is_some() || !resource.namespaced => {
+            create_posted(c, resource, ns, raw, body, req)
+        }
+        ("PATCH", Some(name), None) => {
+            let key = resource.key(ns, name);
             let at = Target {
-                key: path,
-                kind: &SECRETS,
-                ns: Some(ns),
+                key: &key,
+                kind: &resource,
+                ns,
                 name,
             };
             patch(c, at, raw, req)
         }
-        ("PATCH", ["api", "v1", "namespaces", name]) => {
-            let at = Target {
-                key: path,
-                kind: &NAMESPACES,
-                ns: None,
-                name,
-            };
-            patch(c, at, raw, req)
-        }
-        ("DELETE", ["api", "v1", "namespaces", _, "secrets", name]) => match c.objects.remove(path)
-        {
+        ("DELETE", Some(name), None) => match c.objects.remove(&resource.key(ns, name)) {
             Some(obj) => (200, obj),
-            None => not_found("secrets", name),
+            None => not_found(&resource.qualified(), name),
         },
         _ => (
-            404,
+            405,
             status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
                 json!({}),
             ),
         ),
     }
 }
 
-/// The objects under the collection at `path`, oldest first.
-fn list(c: &Cluster, path: &str) -> Vec<Value> {
-    let prefix = format!("{path}/");
+/// The answer to a path the server does not serve (no such group,
+/// version, resource, or a CRD not Established yet).
+fn no_such_path() -> (u16, Value) {
+    (
+        404,
+        status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            json!({}),
+        ),
+    )
+}
+
+/// Where a path points in the REST API, as the API server's
+/// `RequestInfoFactory` reads it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Location<'a> {
+    /// `""` for the core group (`/api/v1`).
+    group: &'a str,
+    version: &'a str,
+    namespace: Option<&'a str>,
+    /// The resource's plural, as in the path.
+    resource: &'a str,
+    name: Option<&'a str>,
+    subresource: Option<&'a str>,
+}
+
+/// A path's `Location`: `/api/{v}/…` or `/apis/{g}/{v}/…`, then
+/// `namespaces/{ns}/` for a namespaced resource, then the resource, a name
+/// and a subresource. `/api/v1/namespaces/{ns}` (and its `status` and
+/// `finalize`) is the Namespace itself.
+fn locate<'a>(parts: &[&'a str]) -> Option<Location<'a>> {
+    let (group, version, rest) = match parts {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..]
+            if !rest.is_empty() && !matches!(rest, ["status" | "finalize"]) =>
+        {
+            (Some(*ns), rest)
+        }
+        _ => (None, rest),
+    };
+    let (resource, name, subresource) = match rest {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(*name), None),
+        [resource, name, sub] => (*resource, Some(*name), Some(*sub)),
+        _ => return None,
+    };
+    [version, resource]
+        .iter()
+        .chain(name.iter())
+        .chain(namespace.iter())
+        .all(|p| !p.is_empty())
+        .then_some(Location {
+            group,
+            version,
+            namespace,
+            resource,
+            name,
+            subresource,
+        })
+}
+
+/// The objects whose path `keep` accepts, oldest first.
+fn objects_where(c: &Cluster, keep: impl Fn(&Location) -> bool) -> Vec<Value> {
     let mut items: Vec<Value> = c
         .objects
         .iter()
-        .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+        .filter(|(k, _)| {
+            let parts: Vec<&str> = k.trim_start_matches('/').split('/').collect();
+            locate(&parts).is_some_and(|at| keep(&at))
+        })
         .map(|(_, v)| v.clone())
         .collect();
     items.sort_by_key(|o| {
@@ -832,18 +953,115 @@ fn create_event(
     )
 }
 
-/// Legacy discovery (`metav1.APIResourceList`): what kubectl reads to map
-/// kinds to resources.
-fn resource_list(group_version: &str, resources: &[(&str, &str, bool, &str)]) -> Value {
-    let resources: Vec<Value> = resources
-        .iter()
-        .map(|(name, kind, namespaced, short)| {
-            json!({"name": name, "singularName": kind.to_lowercase(), "namespaced": namespaced,
-                   "kind": kind, "shortNames": if short.is_empty() { vec![] } else { vec![*short] },
-                   "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
-        })
-        .collect();
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+/// An `apiVersion`: `v1` for the core group, else `{group}/{version}`.
+fn group_version(group: &str, version: &str) -> String {
+    match group {
+        "" => version.to_string(),
+        group => format!("{group}/{version}"),
+    }
+}
+
+/// The groups served now (`metav1.APIGroupList` at `/apis`): the
+/// built-in ones, then those with an Established CRD by name (the
+/// aggregator's order for CRD groups, which all have the same priority).
+fn group_list(c: &Cluster) -> Value {
+    let mut names: Vec<&str> = Vec::new();
+    let mut custom: Vec<&str> = Vec::new();
+    for r in c.resources().iter().filter(|r| !r.group.is_empty()) {
+        let known = names.contains(&r.group) || custom.contains(&r.group);
+        match BUILT_IN.iter().any(|b| b.group == r.group) {
+            _ if known => {}
+            true => names.push(r.group),
+            false => custom.push(r.group),
+        }
+    }
+    custom.sort_unstable();
+    names.extend(custom);
+    let groups: Vec<Value> = names.iter().filter_map(|g| api_group(c, g)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// A served group (`metav1.APIGroup` at `/apis/{group}`): its versions,
+/// the preferred first, in Kubernetes' version order.
+fn api_group(c: &Cluster, group: &str) -> Option<Value> {
+    let mut versions: Vec<&str> = Vec::new();
+    for r in c.resources().iter().filter(|r| r.group == group) {
+        if !versions.contains(&r.version) {
+            versions.push(r.version);
+        }
+    }
+    versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+    let entry = |v: &&str| json!({"groupVersion": group_version(group, v), "version": v});
+    let preferred = entry(versions.first()?);
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group,
+                "versions": versions.iter().map(entry).collect::<Vec<_>>(),
+                "preferredVersion": preferred}),
+    )
+}
+
+/// How Kubernetes orders versions (`version.CompareKubeAwareVersionStrings`):
+/// GA before beta before alpha, a higher major first, then a higher minor;
+/// anything else last.
+fn version_priority(version: &str) -> (u8, u64, u64) {
+    let number = |s: &str| s.parse::<u64>().ok();
+    let Some(rest) = version.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits = rest
+        .find(|ch: char| !ch.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let Some(major) = number(&rest[..digits]) else {
+        return (0, 0, 0);
+    };
+    let (stage, minor) = match &rest[digits..] {
+        "" => (3, Some(0)),
+        tail => match (tail.strip_prefix("beta"), tail.strip_prefix("alpha")) {
+            (Some(minor), _) => (2, number(minor)),
+            (_, Some(minor)) => (1, number(minor)),
+            _ => (0, None),
+        },
+    };
+    match minor {
+        Some(minor) => (stage, major, minor),
+        None => (0, 0, 0),
+    }
+}
+
+/// Discovery of one group version (`metav1.APIResourceList` at
+/// `/api/v1` or `/apis/{group}/{version}`): what kubectl and the agent
+/// read to map a kind to its resource. A version with nothing served (a
+/// CRD not Established yet) is a path like any unknown one: 404.
+fn resource_list(c: &Cluster, group: &str, version: &str) -> (u16, Value) {
+    let mut resources = Vec::new();
+    for r in c.resources() {
+        if (r.group, r.version) != (group, version) {
+            continue;
+        }
+        let mut entry = json!({"name": r.resource, "singularName": r.kind.to_lowercase(),
+                               "namespaced": r.namespaced, "kind": r.kind, "verbs": r.verbs});
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = r.short_names.into();
+        }
+        resources.push(entry);
+        if r.status {
+            // A subresource has the main kind too: a client mapping kinds
+            // to resources must skip names with a '/'.
+            resources.push(
+                json!({"name": format!("{}/status", r.resource), "singularName": "",
+                                  "namespaced": r.namespaced, "kind": r.kind,
+                                  "verbs": ["get", "patch", "update"]}),
+            );
+        }
+    }
+    if resources.is_empty() {
+        return no_such_path();
+    }
+    (
+        200,
+        json!({"kind": "APIResourceList", "apiVersion": "v1",
+               "groupVersion": group_version(group, version), "resources": resources}),
+    )
 }
 
 /// The OpenAPI v3 document of `api/v1`, reduced to what `kubectl apply`
@@ -915,6 +1133,64 @@ fn checked_body(raw: &[u8], body: Option<Value>, kind: &str, ns: Option<&str>) -
         _ => true,
     };
     (obj["kind"] == kind && obj["metadata"]["name"].is_string() && ns_ok).then_some(obj)
+}
+
+/// `POST` to a collection: the body must be of the resource's kind and
+/// name the object; it is created in the request's namespace, its fields
+/// owned by the request's manager through an `Update` entry.
+fn create_posted(
+    c: &mut Cluster,
+    resource: Resource,
+    ns: Option<&str>,
+    raw: &[u8],
+    body: Option<Value>,
+    req: &Req,
+) -> (u16, Value) {
+    let Some(mut obj) = checked_body(raw, body, resource.kind, ns) else {
+        return bad_request();
+    };
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    if let Some(refused) = ns.and_then(|ns| namespace_refusal(c, ns, &resource.qualified(), &name))
+    {
+        return refused;
+    }
+    if let Some(refused) = (resource.normalize)(&mut obj) {
+        return refused;
+    }
+    let entry = managed_entry(
+        req.manager,
+        "Update",
+        &resource.api_version(),
+        fields_v1(&obj),
+    );
+    create_new(c, &resource, ns, &name, obj, entry)
+}
+
+/// Creates an object as the registry does: in the request's namespace (a
+/// cluster-scoped object in none, whatever its body said), defaulted and
+/// prepared, with `entry` as its one `managedFields` entry.
+fn create_new(
+    c: &mut Cluster,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    obj: Value,
+    entry: Value,
+) -> (u16, Value) {
+    let key = resource.key(ns, name);
+    create(c, &key, &resource.qualified(), name, obj, |o| {
+        match ns {
+            Some(ns) => o["metadata"]["namespace"] = ns.into(),
+            None => {
+                if let Some(meta) = o["metadata"].as_object_mut() {
+                    meta.remove("namespace");
+                }
+            }
+        }
+        (resource.defaults)(o);
+        (resource.prepare_for_create)(o);
+        o["metadata"]["managedFields"] = json!([entry]);
+    })
 }
 
 fn create(
@@ -1072,7 +1348,7 @@ fn merge_patch_secret(
     if let Some(meta) = fields["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
-    let entry = managed_entry(req.manager, "Update", fields_v1(&fields));
+    let entry = managed_entry(req.manager, "Update", "v1", fields_v1(&fields));
     match merged["metadata"]["managedFields"].as_array_mut() {
         Some(entries) => entries.push(entry),
         None => merged["metadata"]["managedFields"] = json!([entry]),
@@ -1085,46 +1361,217 @@ fn merge_patch_secret(
 struct Target<'a> {
     /// Its path, the key in `Cluster::objects`.
     key: &'a str,
-    kind: &'a ApplyKind,
+    kind: &'a Resource,
     /// Its namespace; `None` for a cluster-scoped kind.
     ns: Option<&'a str>,
     name: &'a str,
 }
 
-/// What server-side apply needs to know of a kind beyond field ownership.
-struct ApplyKind {
+/// A resource the fake serves: what discovery says of it, and what its
+/// registry strategy does to an object written to it.
+#[derive(Clone, Copy)]
+struct Resource {
+    /// `""` for the core group.
+    group: &'static str,
+    version: &'static str,
     kind: &'static str,
+    /// The plural: the resource's name in paths and discovery.
     resource: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    verbs: &'static [&'static str],
+    /// Whether discovery lists a `{resource}/status` subresource.
+    status: bool,
+    /// What the registry makes of a written object before it is stored,
+    /// or why it refuses it (a Secret's `stringData` and base64).
+    normalize: fn(&mut Value) -> Option<(u16, Value)>,
     /// Defaulting, on every write.
     defaults: fn(&mut Value),
     /// The strategy's `PrepareForCreate`.
     prepare_for_create: fn(&mut Value),
+    /// The strategy's `PrepareForUpdate`, given the stored and the new object.
+    prepare_for_update: fn(&Value, &mut Value),
     /// The strategy's `ValidateUpdate`, given the stored and the new object.
     validate_update: fn(&Value, &Value, &str) -> Option<(u16, Value)>,
 }
 
-const SECRETS: ApplyKind = ApplyKind {
+/// The verbs discovery lists for most built-in resources.
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// A core (`v1`) namespaced resource with no strategy of its own.
+const CORE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "",
+    resource: "",
+    namespaced: true,
+    short_names: &[],
+    verbs: VERBS,
+    status: false,
+    normalize: |_| None,
+    defaults: |_| {},
+    prepare_for_create: |_| {},
+    prepare_for_update: |_, _| {},
+    validate_update: |_, _, _| None,
+};
+
+const SECRETS: Resource = Resource {
     kind: "Secret",
     resource: "secrets",
+    normalize: |o| {
+        string_data_into_data(o);
+        invalid_secret_data(o)
+    },
     defaults: |o| {
         if o.get("type").is_none() {
             o["type"] = "Opaque".into();
         }
     },
-    prepare_for_create: |_| {},
     validate_update: secret_update_refusal,
+    ..CORE
 };
 
-const NAMESPACES: ApplyKind = ApplyKind {
+const NAMESPACES: Resource = Resource {
     kind: "Namespace",
     resource: "namespaces",
-    defaults: |_| {},
+    namespaced: false,
+    short_names: &["ns"],
+    verbs: &[
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ],
+    status: true,
     prepare_for_create: |o| {
         o["spec"] = json!({"finalizers": ["kubernetes"]});
         o["status"] = json!({"phase": "Active"});
     },
-    validate_update: |_, _, _| None,
+    ..CORE
 };
+
+/// What the fake serves besides custom resources, in discovery's order.
+const BUILT_IN: &[Resource] = &[
+    Resource {
+        kind: "ConfigMap",
+        resource: "configmaps",
+        short_names: &["cm"],
+        ..CORE
+    },
+    NAMESPACES,
+    SECRETS,
+    Resource {
+        kind: "ServiceAccount",
+        resource: "serviceaccounts",
+        short_names: &["sa"],
+        ..CORE
+    },
+    EVENTS,
+];
+
+const EVENTS: Resource = Resource {
+    group: "events.k8s.io",
+    kind: "Event",
+    resource: "events",
+    short_names: &["ev"],
+    ..CORE
+};
+
+impl Resource {
+    /// A custom resource, as the CRD handler serves it: a create sets
+    /// `generation` to 1 and drops `status`; an update that changes more
+    /// than `metadata` bumps `generation`.
+    fn custom(crd: Crd) -> Resource {
+        Resource {
+            group: crd.group,
+            version: crd.version,
+            kind: crd.kind,
+            resource: crd.plural,
+            namespaced: crd.namespaced,
+            verbs: &[
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "create",
+                "update",
+                "watch",
+            ],
+            status: true,
+            prepare_for_create: |o| {
+                if let Some(o) = o.as_object_mut() {
+                    o.remove("status");
+                }
+                o["metadata"]["generation"] = 1.into();
+            },
+            prepare_for_update: |old, new| {
+                let content = |o: &Value| {
+                    let mut o = o.clone();
+                    if let Some(o) = o.as_object_mut() {
+                        o.remove("metadata");
+                    }
+                    o
+                };
+                if content(old) != content(new) {
+                    let generation = old["metadata"]["generation"].as_i64().unwrap_or(0);
+                    new["metadata"]["generation"] = (generation + 1).into();
+                }
+            },
+            ..CORE
+        }
+    }
+
+    /// `v1`, `events.k8s.io/v1`.
+    fn api_version(&self) -> String {
+        group_version(self.group, self.version)
+    }
+
+    /// The group-qualified resource that error messages name:
+    /// `secrets`, `gitrepositories.source.toolkit.fluxcd.io`.
+    fn qualified(&self) -> String {
+        match self.group {
+            "" => self.resource.to_string(),
+            group => format!("{}.{group}", self.resource),
+        }
+    }
+
+    /// The path of the collection, in `ns` for a namespaced resource.
+    fn collection(&self, ns: Option<&str>) -> String {
+        let root = match self.group {
+            "" => format!("/api/{}", self.version),
+            group => format!("/apis/{group}/{}", self.version),
+        };
+        match ns {
+            Some(ns) => format!("{root}/namespaces/{ns}/{}", self.resource),
+            None => format!("{root}/{}", self.resource),
+        }
+    }
+
+    /// The canonical path of an object, its key in `Cluster::objects`.
+    fn key(&self, ns: Option<&str>, name: &str) -> String {
+        format!("{}/{name}", self.collection(ns))
+    }
+
+    /// The `{Kind}List` of the objects in `ns`, or in every namespace.
+    fn list(&self, c: &Cluster, ns: Option<&str>) -> Value {
+        let items = objects_where(c, |at| {
+            (at.group, at.version, at.resource) == (self.group, self.version, self.resource)
+                && at.name.is_some()
+                && at.subresource.is_none()
+                && (ns.is_none() || at.namespace == ns)
+        });
+        json!({"kind": format!("{}List", self.kind), "apiVersion": self.api_version(),
+               "metadata": {"resourceVersion": c.resource_version.to_string()},
+               "items": items})
+    }
+}
 
 /// A field as a path of keys from the object's root (`["data", "token"]`).
 type FieldPath = Vec<String>;
@@ -1166,7 +1613,7 @@ fn apply(c: &mut Cluster, at: Target, raw: &[u8], req: &Req) -> (u16, Value) {
     // must be the endpoint's.
     let api_version = config["apiVersion"].as_str().unwrap_or("");
     let config_kind = config["kind"].as_str().unwrap_or("");
-    if api_version != "v1" || config_kind != kind.kind {
+    if api_version != kind.api_version() || config_kind != kind.kind {
         let group_version = match api_version.split_once('/') {
             Some(_) => api_version.to_string(),
             None => format!("/{api_version}"),
@@ -1198,23 +1645,16 @@ fn apply(c: &mut Cluster, at: Target, raw: &[u8], req: &Req) -> (u16, Value) {
     // stringData with server-side apply, kubernetes/kubernetes#118519).
     let applied = fields_v1(&config);
     let mut desired = config.clone();
-    string_data_into_data(&mut desired);
-    if let Some(refused) = invalid_secret_data(&desired) {
+    if let Some(refused) = (kind.normalize)(&mut desired) {
         return refused;
     }
+    let api_version = kind.api_version();
     let Some(live) = c.objects.get(key).cloned() else {
-        if let Some(refused) = ns.and_then(|ns| namespace_refusal(c, ns, kind.resource, name)) {
+        if let Some(refused) = ns.and_then(|ns| namespace_refusal(c, ns, &kind.qualified(), name)) {
             return refused;
         }
-        let entry = managed_entry(&manager, "Apply", applied);
-        return create(c, key, kind.resource, name, desired, |o| {
-            if let Some(ns) = ns {
-                o["metadata"]["namespace"] = ns.into();
-            }
-            (kind.defaults)(o);
-            (kind.prepare_for_create)(o);
-            o["metadata"]["managedFields"] = json!([entry]);
-        });
+        let entry = managed_entry(&manager, "Apply", &api_version, applied);
+        return create_new(c, kind, ns, name, desired, entry);
     };
 
     let mut entries = live["metadata"]["managedFields"]
@@ -1259,14 +1699,19 @@ fn apply(c: &mut Cluster, at: Target, raw: &[u8], req: &Req) -> (u16, Value) {
     for path in &dropped {
         remove_value(&mut merged, path);
     }
-    // Status is not the main resource's to write (PrepareForUpdate).
+    // Status is not the main resource's to write (PrepareForUpdate), and
+    // a cluster-scoped object has no namespace, whatever the body says.
     if let Some(fields) = desired.as_object_mut() {
         fields.remove("status");
     }
+    if let (None, Some(meta)) = (ns, desired["metadata"].as_object_mut()) {
+        meta.remove("namespace");
+    }
     merge_patch(&mut merged, &desired);
     (kind.defaults)(&mut merged);
+    (kind.prepare_for_update)(&live, &mut merged);
 
-    let entry = managed_entry(&manager, "Apply", applied);
+    let entry = managed_entry(&manager, "Apply", &api_version, applied);
     match entries.iter().position(mine) {
         Some(i) => entries[i] = entry,
         None => entries.push(entry),
@@ -1494,15 +1939,15 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// A `managedFields` entry as the API server writes it: `operation` is
 /// `Apply` for a server-side apply, `Update` for any other write (a create,
 /// an update, a patch of another type).
-fn managed_entry(manager: &str, operation: &str, fields: Value) -> Value {
-    json!({"manager": manager, "operation": operation, "apiVersion": "v1",
+fn managed_entry(manager: &str, operation: &str, api_version: &str, fields: Value) -> Value {
+    json!({"manager": manager, "operation": operation, "apiVersion": api_version,
            "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields})
 }
 
 /// `object` with all its fields owned by `manager` through an `Update`.
 fn managed_by(mut object: Value, manager: &str) -> Value {
     let fields = fields_v1(&object);
-    object["metadata"]["managedFields"] = json!([managed_entry(manager, "Update", fields)]);
+    object["metadata"]["managedFields"] = json!([managed_entry(manager, "Update", "v1", fields)]);
     object
 }
 
@@ -1854,8 +2299,8 @@ mod tests {
     #[test]
     fn conflicts_with_several_managers_are_listed_by_manager() {
         let entries = vec![
-            managed_entry("kubectl", "Update", json!({})),
-            managed_entry("helm", "Apply", json!({})),
+            managed_entry("kubectl", "Update", "v1", json!({})),
+            managed_entry("helm", "Apply", "v1", json!({})),
         ];
         let path = |k: &str| vec!["data".to_string(), k.to_string()];
         let (_, refused) =
@@ -2006,5 +2451,410 @@ mod tests {
             Some("catalyst-bootstrap")
         );
         assert_eq!(query_param("force=true", "fieldManager"), None);
+    }
+
+    /// `GET path`, as `handle` routes it.
+    fn get_at(c: &mut Cluster, path: &str) -> (u16, Value) {
+        let req = Req {
+            content_type: "",
+            manager: "kubectl",
+            query: "",
+        };
+        route(c, &Method::GET, path, b"", None, &req)
+    }
+
+    const GIT_REPOSITORIES: &str = "/apis/source.toolkit.fluxcd.io/v1";
+    const OPENOVA: &str =
+        "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/openova";
+    const PROVIDER_HCLOUD: &str = "/apis/pkg.crossplane.io/v1/providers/provider-hcloud";
+
+    fn git_repository(url: &str) -> Value {
+        json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+               "metadata": {"name": "openova", "namespace": "flux-system"},
+               "spec": {"interval": "1m", "url": url, "ref": {"branch": "main"}}})
+    }
+
+    fn provider() -> Value {
+        json!({"apiVersion": "pkg.crossplane.io/v1", "kind": "Provider",
+               "metadata": {"name": "provider-hcloud"},
+               "spec": {"package": "xpkg.upbound.io/crossplane-contrib/provider-hcloud:v0.1.0"}})
+    }
+
+    /// A cluster with `flux-system` and the given CRDs, Established from `at`.
+    fn cluster_with_crds(crds: &[Crd], at: Instant) -> Cluster {
+        let mut c = Cluster::default();
+        let ns = c.stamp(active_namespace("flux-system"));
+        c.objects
+            .insert("/api/v1/namespaces/flux-system".into(), ns);
+        c.crds = crds.iter().map(|crd| (*crd, at)).collect();
+        c
+    }
+
+    fn names(list: &Value) -> Vec<&str> {
+        list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_crd_is_served_once_established() {
+        let later = Instant::now() + Duration::from_secs(3600);
+        let mut c = cluster_with_crds(&[GIT_REPOSITORY, PROVIDER], later);
+        let unknown = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "the server could not find the requested resource",
+            "reason": "NotFound", "details": {}, "code": 404});
+        assert_eq!(get_at(&mut c, GIT_REPOSITORIES), (404, unknown.clone()));
+        assert_eq!(
+            get_at(&mut c, "/apis/source.toolkit.fluxcd.io"),
+            (404, unknown.clone())
+        );
+        let (code, groups) = get_at(&mut c, "/apis");
+        assert_eq!(code, 200);
+        assert_eq!(groups["groups"].as_array().unwrap().len(), 1, "{groups}");
+        assert_eq!(groups["groups"][0]["name"], "events.k8s.io");
+        // Requests under the group are unknown paths too.
+        let (code, obj) = ssa(&mut c, &format!("{OPENOVA}{APPLIER}"), &git_repository("u"));
+        assert_eq!((code, &obj), (404, &unknown));
+        assert_eq!(get_at(&mut c, OPENOVA), (404, unknown));
+
+        for (_, at) in &mut c.crds {
+            *at = Instant::now();
+        }
+        let (code, list) = get_at(&mut c, GIT_REPOSITORIES);
+        assert_eq!(code, 200, "{list}");
+        assert_eq!(list["kind"], "APIResourceList");
+        assert_eq!(list["groupVersion"], "source.toolkit.fluxcd.io/v1");
+        assert_eq!(
+            list["resources"][0],
+            json!({"name": "gitrepositories", "singularName": "gitrepository", "namespaced": true,
+                   "kind": "GitRepository",
+                   "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"]})
+        );
+        assert_eq!(names(&list), ["gitrepositories", "gitrepositories/status"]);
+        let (_, list) = get_at(&mut c, "/apis/pkg.crossplane.io/v1");
+        assert_eq!(list["resources"][0]["namespaced"], false);
+        let (_, groups) = get_at(&mut c, "/apis");
+        let groups: Vec<&Value> = groups["groups"].as_array().unwrap().iter().collect();
+        let group_names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            group_names,
+            [
+                "events.k8s.io",
+                "pkg.crossplane.io",
+                "source.toolkit.fluxcd.io"
+            ]
+        );
+        assert_eq!(
+            groups[2]["preferredVersion"],
+            json!({"groupVersion": "source.toolkit.fluxcd.io/v1", "version": "v1"})
+        );
+        let (code, obj) = ssa(&mut c, &format!("{OPENOVA}{APPLIER}"), &git_repository("u"));
+        assert_eq!(code, 201, "{obj}");
+    }
+
+    #[test]
+    fn core_discovery_lists_what_the_agent_applies() {
+        let mut c = Cluster::default();
+        let (code, list) = get_at(&mut c, "/api/v1");
+        assert_eq!((code, &list["groupVersion"]), (200, &json!("v1")));
+        let resource = |name: &str| {
+            list["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{name} in {list}"))
+        };
+        assert_eq!(resource("namespaces")["namespaced"], false);
+        assert_eq!(resource("namespaces")["kind"], "Namespace");
+        for (name, kind) in [
+            ("configmaps", "ConfigMap"),
+            ("secrets", "Secret"),
+            ("serviceaccounts", "ServiceAccount"),
+        ] {
+            let r = resource(name);
+            assert_eq!((&r["kind"], &r["namespaced"]), (&json!(kind), &json!(true)));
+            assert!(
+                r["verbs"].as_array().unwrap().contains(&json!("patch")),
+                "{r}"
+            );
+        }
+        assert_eq!(resource("namespaces/status")["kind"], "Namespace");
+        let (code, _) = get_at(&mut c, "/apis/source.toolkit.fluxcd.io/v1");
+        assert_eq!(code, 404);
+    }
+
+    #[test]
+    fn apply_of_a_namespaced_custom_object() {
+        let mut c = cluster_with_crds(&[GIT_REPOSITORY], Instant::now());
+        let config = git_repository("https://github.com/openova-io/openova");
+        let (code, created) = ssa(&mut c, &format!("{OPENOVA}{APPLIER}"), &config);
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(c.objects[OPENOVA], created);
+        assert_eq!(created["spec"], config["spec"]);
+        assert_eq!(created["metadata"]["namespace"], "flux-system");
+        assert_eq!(created["metadata"]["generation"], 1);
+        for field in ["uid", "creationTimestamp", "resourceVersion"] {
+            assert!(created["metadata"][field].is_string(), "{field}: {created}");
+        }
+        assert_eq!(
+            created["metadata"]["managedFields"],
+            json!([{"manager": "catalyst-bootstrap", "operation": "Apply",
+                    "apiVersion": "source.toolkit.fluxcd.io/v1",
+                    "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {".": {}, "f:interval": {}, "f:ref": {".": {}, "f:branch": {}},
+                                            "f:url": {}}}}])
+        );
+        let (code, same) = ssa(&mut c, &format!("{OPENOVA}{APPLIER}"), &config);
+        assert_eq!((code, &same), (200, &created));
+
+        let mut moved = git_repository("https://example.org/openova");
+        moved["status"] = json!({"ready": true});
+        let (code, updated) = ssa(&mut c, &format!("{OPENOVA}{APPLIER}"), &moved);
+        assert_eq!(code, 200, "{updated}");
+        assert_eq!(updated["metadata"]["generation"], 2);
+        assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+        assert!(
+            updated.get("status").is_none(),
+            "status is the subresource's"
+        );
+        let version = |o: &Value| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+        };
+        assert!(version(&updated).unwrap() > version(&created).unwrap());
+        assert_eq!(c.creations[OPENOVA], 1);
+
+        let (code, list) = get_at(
+            &mut c,
+            "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories",
+        );
+        assert_eq!((code, &list["kind"]), (200, &json!("GitRepositoryList")));
+        assert_eq!(list["items"], json!([updated]));
+        let (code, all) = get_at(&mut c, "/apis/source.toolkit.fluxcd.io/v1/gitrepositories");
+        assert_eq!((code, &all["items"]), (200, &list["items"]));
+    }
+
+    #[test]
+    fn apply_of_a_cluster_scoped_custom_object() {
+        let mut c = cluster_with_crds(&[PROVIDER], Instant::now());
+        let mut config = provider();
+        // A namespace in the body of a cluster-scoped object is dropped.
+        config["metadata"]["namespace"] = "flux-system".into();
+        let (code, created) = ssa(&mut c, &format!("{PROVIDER_HCLOUD}{APPLIER}"), &config);
+        assert_eq!(code, 201, "{created}");
+        assert!(created["metadata"].get("namespace").is_none(), "{created}");
+        assert_eq!(created["metadata"]["generation"], 1);
+        assert_eq!(c.objects[PROVIDER_HCLOUD], created);
+        let (code, got) = get_at(&mut c, PROVIDER_HCLOUD);
+        assert_eq!((code, &got), (200, &created));
+        // The scope is the CRD's: no providers in a namespace.
+        let in_namespace =
+            "/apis/pkg.crossplane.io/v1/namespaces/flux-system/providers/provider-hcloud";
+        let (code, obj) = ssa(&mut c, &format!("{in_namespace}{APPLIER}"), &provider());
+        assert_eq!(
+            (code, obj["message"].as_str()),
+            (
+                404,
+                Some("the server could not find the requested resource")
+            )
+        );
+        let (code, obj) = get_at(&mut c, "/apis/pkg.crossplane.io/v1/providers/other");
+        assert_eq!(
+            (code, obj["message"].as_str()),
+            (404, Some("providers.pkg.crossplane.io \"other\" not found"))
+        );
+    }
+
+    #[test]
+    fn apply_in_a_missing_namespace_is_not_found() {
+        let mut c = cluster_with_crds(&[GIT_REPOSITORY], Instant::now());
+        c.objects.clear();
+        let (code, obj) = ssa(&mut c, &format!("{OPENOVA}{APPLIER}"), &git_repository("u"));
+        assert_eq!((code, obj["reason"].as_str()), (404, Some("NotFound")));
+        assert_eq!(obj["message"], "namespaces \"flux-system\" not found");
+        assert!(c.objects.is_empty());
+        let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": "x"}, "data": {"a": "b"}});
+        let (code, obj) = ssa(
+            &mut c,
+            &format!("/api/v1/namespaces/default/configmaps/x{APPLIER}"),
+            &configmap,
+        );
+        assert_eq!(
+            (code, &obj["message"]),
+            (404, &json!("namespaces \"default\" not found"))
+        );
+    }
+
+    #[test]
+    fn apply_with_another_kind_or_identity_is_a_bad_request() {
+        let mut c = cluster_with_crds(&[GIT_REPOSITORY, KUSTOMIZATION], Instant::now());
+        let at = format!("{OPENOVA}{APPLIER}");
+        let bad = |c: &mut Cluster, config: &Value| {
+            let (code, obj) = ssa(c, &at, config);
+            assert_eq!(
+                (code, obj["reason"].as_str()),
+                (400, Some("BadRequest")),
+                "{obj}"
+            );
+            obj["message"].as_str().unwrap().to_string()
+        };
+        for (field, value, message) in [
+            (
+                "/kind",
+                "Kustomization",
+                "invalid object type: source.toolkit.fluxcd.io/v1, Kind=Kustomization",
+            ),
+            (
+                "/apiVersion",
+                "source.toolkit.fluxcd.io/v1beta2",
+                "invalid object type: source.toolkit.fluxcd.io/v1beta2, Kind=GitRepository",
+            ),
+            (
+                "/apiVersion",
+                "v1",
+                "invalid object type: /v1, Kind=GitRepository",
+            ),
+            (
+                "/metadata/name",
+                "other",
+                "the name of the object (other) does not match the name on the URL (openova)",
+            ),
+            (
+                "/metadata/namespace",
+                "default",
+                "the namespace of the object (default) does not match the namespace on the request (flux-system)",
+            ),
+        ] {
+            let mut config = git_repository("u");
+            *config.pointer_mut(field).unwrap() = value.into();
+            assert_eq!(bad(&mut c, &config), message, "{field}");
+        }
+        let (code, _) = patch_at(&mut c, &at, APPLY, "spec: [unclosed");
+        assert_eq!(code, 400);
+        assert!(!c.objects.contains_key(OPENOVA));
+    }
+
+    #[test]
+    fn apply_and_create_of_core_kinds() {
+        let mut c = cluster_with_namespace();
+        let path = "/api/v1/namespaces/openbao/configmaps/settings";
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "settings"}, "data": {"stringData": "kept"}});
+        let (code, created) = ssa(&mut c, &format!("{path}{APPLIER}"), &config);
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(
+            created["data"],
+            json!({"stringData": "kept"}),
+            "no Secret rules"
+        );
+        assert!(created["metadata"].get("generation").is_none(), "{created}");
+        let account =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "agent"}});
+        let (code, created) = route(
+            &mut c,
+            &Method::POST,
+            "/api/v1/namespaces/openbao/serviceaccounts",
+            account.to_string().as_bytes(),
+            Some(account.clone()),
+            &Req {
+                content_type: "application/json",
+                manager: "kubectl",
+                query: "",
+            },
+        );
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(created["metadata"]["namespace"], "openbao");
+        assert_eq!(
+            created["metadata"]["managedFields"][0]["operation"],
+            "Update"
+        );
+        assert_eq!(
+            get_at(&mut c, "/api/v1/namespaces/openbao/serviceaccounts/agent"),
+            (200, created)
+        );
+        let (code, _) = get_at(&mut c, "/api/v1/configmaps/settings");
+        assert_eq!(code, 404, "a namespaced object outside a namespace");
+    }
+
+    #[test]
+    fn versions_in_kubernetes_order() {
+        let mut versions = [
+            "v1alpha1", "v2beta1", "v1", "v1beta2", "v2", "foo", "v1beta1",
+        ];
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            versions,
+            [
+                "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_are_located_as_the_api_server_reads_them() {
+        type Parts<'a> = (
+            &'a str,
+            Option<&'a str>,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        fn at(path: &str) -> Option<Parts<'_>> {
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            locate(&parts).map(|l| (l.group, l.namespace, l.resource, l.name, l.subresource))
+        }
+        assert_eq!(
+            at("/api/v1/namespaces/x"),
+            Some(("", None, "namespaces", Some("x"), None))
+        );
+        assert_eq!(
+            at("/api/v1/namespaces/x/status"),
+            Some(("", None, "namespaces", Some("x"), Some("status")))
+        );
+        assert_eq!(
+            at("/api/v1/namespaces/x/secrets"),
+            Some(("", Some("x"), "secrets", None, None))
+        );
+        assert_eq!(
+            at(PROVIDER_HCLOUD),
+            Some((
+                "pkg.crossplane.io",
+                None,
+                "providers",
+                Some("provider-hcloud"),
+                None
+            ))
+        );
+        assert_eq!(at("/apis/pkg.crossplane.io/v1"), None);
+        assert_eq!(at("/api/v1/namespaces/x/secrets/s/a/b"), None);
+        assert_eq!(at("/api/v1/namespaces//secrets"), None);
+    }
+
+    /// Over the wire, with the time the CRD takes to become Established.
+    #[tokio::test]
+    async fn add_crd_serves_it_after_the_delay() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pki = Arc::new(crate::pki::Pki::new(&["127.0.0.1"]));
+        let api = FakeApiServer::start(pki, true, true);
+        api.add_crd(KUSTOMIZATION, Duration::from_millis(300));
+        let path = "/apis/kustomize.toolkit.fluxcd.io/v1";
+        let (code, body) = api.fetch(path).await;
+        assert_eq!(code, 404, "{body}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (code, body) = api.fetch(path).await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains(r#""name":"kustomizations""#), "{body}");
+        api.add_crd(PROVIDER_CONFIG, Duration::ZERO);
+        let (code, body) = api.fetch("/apis/hcloud.crossplane.io/v1beta1").await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(api.object(PROVIDER_HCLOUD), None);
     }
 }
