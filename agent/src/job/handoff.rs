@@ -161,7 +161,12 @@ impl Job<'_> {
                 .request(Phase::Manifests, &what)
                 .step(&self.retry, deadline)
                 .retry(|_| discovery.apply(FIELD_MANAGER, &target, object.body.clone()))
-                .await?;
+                .await
+                // The deadline's error names the step already; a refusal does not.
+                .map_err(|e| match Exit::of(&e) {
+                    Exit::Deadline => e,
+                    _ => e.context(what.clone()),
+                })?;
             self.store.handed(handed)?;
             self.teller().tell(&ObjectApplied {
                 object: &id,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use catalyst_bootstrap_tests::apiserver::{GIT_REPOSITORY, KUSTOMIZATION, PROVIDER};
 use catalyst_bootstrap_tests::catalyst::Step;
 use catalyst_bootstrap_tests::sandbox::{
     CERT_NAMES, DEPLOYMENT_ID, SOVEREIGN_FQDN, Sandbox, Start, TUNED, agent_binary,
@@ -75,6 +76,32 @@ fn mask(value: &str) -> String {
     )
 }
 
+/// When the hand-off's kinds are served, after the sandbox starts.
+const HANDOFF_CRDS: Duration = Duration::from_secs(3);
+const PROVIDER_CRD: Duration = Duration::from_secs(5);
+const FLUX_BOOTSTRAP: &str = "\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: openova, namespace: flux-system}
+spec: {interval: 1m, url: 'https://gitea.sovereign.test/openova/bootstrap.git', ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: bootstrap-kit, namespace: flux-system}
+spec: {interval: 5m, path: ./clusters/sovereign/bootstrap-kit, prune: true, sourceRef: {kind: GitRepository, name: openova}}
+";
+const CROSSPLANE_PROVIDER: &str = "\
+apiVersion: pkg.crossplane.io/v1
+kind: Provider
+metadata: {name: provider-hcloud}
+spec: {package: 'xpkg.upbound.io/crossplane-contrib/provider-hcloud:v0.9.0'}
+";
+const HANDOFF_PATHS: &[&str] = &[
+    "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/openova",
+    "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/bootstrap-kit",
+    "/apis/pkg.crossplane.io/v1/providers/provider-hcloud",
+];
+
 const USAGE: &str = "\
 usage: cargo run -p catalyst-bootstrap-tests [-- [--flaky] [--cert=address|fallback|missing]]
 
@@ -138,7 +165,19 @@ async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<i32> {
         cert_names,
         ..Start::default()
     });
-    sb.write_config(&format!("sovereign_fqdn: {SOVEREIGN_FQDN}\n"));
+    let marker = sb.path("cloud-init-complete");
+    sb.write_config(&format!(
+        "sovereign_fqdn: {SOVEREIGN_FQDN}\ndone_marker: {}\n",
+        marker.display()
+    ));
+    // The hand-off: Flux's CRDs come a few seconds after the API server (its
+    // install), Crossplane's later still.
+    sb.api.insert_namespace("flux-system");
+    sb.api.add_crd(GIT_REPOSITORY, HANDOFF_CRDS);
+    sb.api.add_crd(KUSTOMIZATION, HANDOFF_CRDS);
+    sb.api.add_crd(PROVIDER, PROVIDER_CRD);
+    sb.write_handoff("flux-bootstrap.yaml", FLUX_BOOTSTRAP);
+    sb.write_handoff("crossplane-provider.optional.yaml", CROSSPLANE_PROVIDER);
     if flaky {
         sb.catalyst.script([
             Step::Respond {
@@ -168,6 +207,11 @@ async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<i32> {
     }
     println!(
         "    kubeconfig, token_file, ca_bundle, state_dir in the directory above; catalyst_api_url on loopback"
+    );
+    println!(
+        "  hand-off: Flux's CRDs become Established after {}s, Crossplane's after {}s",
+        HANDOFF_CRDS.as_secs(),
+        PROVIDER_CRD.as_secs()
     );
     if flaky {
         println!(
@@ -244,6 +288,25 @@ async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<i32> {
         }
         None => println!("  (nothing captured)"),
     }
+
+    println!("\nthe hand-off, as the API server stores it:");
+    for path in HANDOFF_PATHS {
+        match sb.api.object(path) {
+            Some(o) => println!(
+                "  {} {} (resourceVersion {}, field manager {})",
+                o["kind"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default(),
+                o["metadata"]["resourceVersion"],
+                o["metadata"]["managedFields"][0]["manager"]
+            ),
+            None => println!("  {path}: (not applied)"),
+        }
+    }
+    println!(
+        "  done_marker {}: {}",
+        marker.display(),
+        if marker.exists() { "written" } else { "absent" }
+    );
 
     println!("\n$ catalyst-bootstrap status");
     let status = sb.spawn(&["status"]).finish().await;

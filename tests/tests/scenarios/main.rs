@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 mod adoption;
 mod ha;
+mod handoff;
 mod job;
 mod kubeconfig;
 mod secrets;
