@@ -39,6 +39,8 @@ pub enum Area {
     /// Bootstrap Secrets: stops at each boundary of the apply, record and
     /// removal.
     Secrets,
+    /// The hand-off: discovery, the applies and their records, the marker.
+    Handoff,
 }
 
 impl Area {
@@ -51,6 +53,7 @@ impl Area {
             Area::Hostile => "hostile peer",
             Area::Files => "input file",
             Area::Secrets => "bootstrap Secrets",
+            Area::Handoff => "hand-off",
         }
     }
 }
@@ -345,6 +348,14 @@ pub fn invariants(
             );
         }
     }
+    // The hand-off: each object recorded once, and none recorded that the
+    // API server does not hold.
+    if let Some(handed) = state_handed(sb) {
+        let mut seen = std::collections::BTreeSet::new();
+        for h in &handed {
+            assert!(seen.insert(h.clone()), "{name}: {h} recorded twice");
+        }
+    }
     // The kubeconfig: captured at most once.
     assert!(
         sb.catalyst.store_count(DEPLOYMENT_ID) <= 1,
@@ -363,7 +374,7 @@ pub fn invariants(
         (Some(0), state) => {
             assert!(done, "{name}: exit 0 without the done stamp");
             let state = state.as_ref().expect("state.json after a successful run");
-            for phase in ["wait", "kubeconfig", "seed", "secrets"] {
+            for phase in ["wait", "kubeconfig", "seed", "secrets", "manifests"] {
                 assert_eq!(
                     state[phase]["outcome"], "done",
                     "{name}: {phase}: {state:#}"
@@ -371,13 +382,15 @@ pub fn invariants(
             }
         }
         (Some(code), Some(state))
-            if [65, 69, 70, 76, 77].contains(&code) && !name.starts_with("state_file") =>
+            if [65, 69, 70, 76, 77, 79].contains(&code) && !name.starts_with("state_file") =>
         {
             assert!(!done, "{name}: failed but marked done");
-            let failed = ["kubeconfig", "seed", "wait", "secrets"].iter().any(|p| {
-                state[p]["outcome"] == "failed"
-                    && state[p]["detail"].as_str().is_some_and(|d| !d.is_empty())
-            });
+            let failed = ["kubeconfig", "seed", "wait", "secrets", "manifests"]
+                .iter()
+                .any(|p| {
+                    state[p]["outcome"] == "failed"
+                        && state[p]["detail"].as_str().is_some_and(|d| !d.is_empty())
+                });
             assert!(
                 failed,
                 "{name}: exit {code} but no phase says why: {state:#}"
@@ -385,7 +398,7 @@ pub fn invariants(
         }
         (Some(75), Some(state)) => {
             assert!(!done, "{name}: interrupted but marked done");
-            let interrupted = ["kubeconfig", "seed", "wait", "secrets"]
+            let interrupted = ["kubeconfig", "seed", "wait", "secrets", "manifests"]
                 .iter()
                 .any(|p| state[p]["outcome"] == "interrupted");
             assert!(
@@ -427,6 +440,19 @@ pub fn invariants(
     );
 }
 
+/// The hand-off objects state.json records, if it exists.
+fn state_handed(sb: &Sandbox) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(sb.state_dir().join("state.json")).ok()?;
+    let state: Value = serde_json::from_str(&text).ok()?;
+    Some(
+        state["handed"]
+            .as_array()?
+            .iter()
+            .map(|h| format!("{} {}", h["file"], h["object"]))
+            .collect(),
+    )
+}
+
 pub async fn run_case(case: &Case) {
     let sb = Sandbox::with(case.start);
     (case.setup)(&sb);
@@ -449,7 +475,7 @@ pub async fn run_case(case: &Case) {
             "{}: stored although refused",
             case.name
         ),
-        Some(73) => {
+        Some(73) if case.area == Area::Disk => {
             assert!(
                 sb.catalyst.requests().is_empty(),
                 "{}: sent without state",

@@ -13,6 +13,7 @@
 mod catalyst;
 mod disk;
 mod files;
+mod handoff;
 mod hostile;
 mod kubernetes;
 mod process;
@@ -39,6 +40,7 @@ fn cases() -> impl Iterator<Item = &'static Case> {
         hostile::CASES,
         files::CASES,
         secrets::CASES,
+        handoff::CASES,
     ]
     .into_iter()
     .flatten()
@@ -52,6 +54,11 @@ async fn process_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_api_faults() {
     run_area(cases(), Area::Kubernetes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_faults() {
+    run_area(cases(), Area::Handoff).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,4 +112,3 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     assert!(log.contains("did NOT match"), "{log}");
     assert!(sb2.catalyst.requests().is_empty());
 }
-

@@ -13,6 +13,7 @@ use catalyst_bootstrap_tests::ship::{artifacts, render_cloud_init};
 use serde_json::Value;
 
 mod cloud_init;
+mod handoff;
 
 const UNIT: &str = "catalyst-bootstrap";
 const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
