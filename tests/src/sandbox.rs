@@ -48,26 +48,36 @@ pub fn agent_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CATALYST_BOOTSTRAP_BIN") {
         return PathBuf::from(path);
     }
-    // target/<profile>/deps/<test> or target/<profile>/<bin>
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("catalyst-bootstrap");
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let agent = crate::ship::root().join("agent");
-    let manifest = std::fs::metadata(agent.join("Cargo.toml"))
-        .and_then(|m| m.modified())
-        .ok();
-    let sources = newest_change(&agent.join("src")).max(manifest);
+    let bin = built_agent();
     assert!(
-        built.is_some_and(|b| sources.is_none_or(|s| b >= s)),
+        !is_stale(&bin),
         "{} is missing or older than agent/src; run `cargo test --workspace` (or `cargo build -p catalyst-bootstrap`), \
          which builds it, rather than testing a stale binary",
         bin.display()
     );
     bin
+}
+
+/// Where cargo puts the agent for the profile of the running program:
+/// target/<profile>/deps/<test> or target/<profile>/<bin>.
+pub fn built_agent() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("catalyst-bootstrap")
+}
+
+/// `bin` is missing or older than the agent's sources.
+pub fn is_stale(bin: &Path) -> bool {
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
+    let agent = crate::ship::root().join("agent");
+    let manifest = std::fs::metadata(agent.join("Cargo.toml"))
+        .and_then(|m| m.modified())
+        .ok();
+    let sources = newest_change(&agent.join("src")).max(manifest);
+    !built.is_some_and(|b| sources.is_none_or(|s| b >= s))
 }
 
 /// The command that runs the agent before its arguments: the runner prefix

@@ -216,18 +216,27 @@ fn state_dir_for_status_in(
     if let Some(dir) = overrides.get("state_dir") {
         return Ok(PathBuf::from(dir));
     }
-    let nothing_configured = explicit.is_none()
-        && config_dirs.iter().all(|dir| {
-            let dir = Path::new(dir);
-            !dir.join("config.yaml").exists()
-                && drop_ins(&[&dir.join("config.d")]).is_ok_and(|d| d.is_empty())
-        });
-    if nothing_configured {
+    if nothing_configured_in(explicit, config_dirs) {
         return Ok(PathBuf::from(default_text("state_dir")));
     }
     load(explicit, overrides)
         .map(|c| c.state_dir)
         .context("finding the state directory (pass --state-dir DIR to read one directly)")
+}
+
+/// No configuration file and no drop-in exists (and none was named): the
+/// node was never configured, as opposed to configured wrongly.
+pub(crate) fn nothing_configured(explicit: Option<&Path>) -> bool {
+    nothing_configured_in(explicit, &[USR_DIR, ETC_DIR])
+}
+
+fn nothing_configured_in(explicit: Option<&Path>, config_dirs: &[&str]) -> bool {
+    explicit.is_none()
+        && config_dirs.iter().all(|dir| {
+            let dir = Path::new(dir);
+            !dir.join("config.yaml").exists()
+                && drop_ins(&[&dir.join("config.d")]).is_ok_and(|d| d.is_empty())
+        })
 }
 
 /// One configuration document on its own, as the fuzz target feeds it.

@@ -485,3 +485,18 @@ fn duplicate_key_names_file_key_and_line() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_node_never_configured_is_told_apart_from_one_configured_wrongly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (usr, etc) = (dir.path().join("usr"), dir.path().join("etc"));
+    std::fs::create_dir_all(etc.join("config.d")).unwrap();
+    let dirs = [usr.to_str().unwrap(), etc.to_str().unwrap()];
+    assert!(nothing_configured_in(None, &dirs));
+    assert!(!nothing_configured_in(Some(Path::new("/x.yaml")), &dirs));
+    std::fs::write(etc.join("config.d/50-x.yaml"), "region: x\n").unwrap();
+    assert!(!nothing_configured_in(None, &dirs));
+    std::fs::remove_file(etc.join("config.d/50-x.yaml")).unwrap();
+    std::fs::write(etc.join("config.yaml"), "").unwrap();
+    assert!(!nothing_configured_in(None, &dirs));
+}

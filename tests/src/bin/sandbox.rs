@@ -11,7 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use catalyst_bootstrap_tests::apiserver::{GIT_REPOSITORY, KUSTOMIZATION, PROVIDER};
 use catalyst_bootstrap_tests::catalyst::Step;
 use catalyst_bootstrap_tests::sandbox::{
-    CERT_NAMES, DEPLOYMENT_ID, SOVEREIGN_FQDN, Sandbox, Start, TUNED, agent_binary,
+    CERT_NAMES, DEPLOYMENT_ID, SOVEREIGN_FQDN, Sandbox, Start, TUNED, agent_binary, built_agent,
+    is_stale,
 };
 
 fn build_agent() -> anyhow::Result<()> {
@@ -31,11 +32,15 @@ fn build_agent() -> anyhow::Result<()> {
             cmd.env_remove(key);
         }
     }
-    eprintln!(
-        "building catalyst-bootstrap (the first time compiles its dependencies: a few minutes; later runs: a second)"
-    );
+    // Said only when there is something to build: cargo is quiet otherwise.
+    if is_stale(&built_agent()) {
+        eprintln!(
+            "building catalyst-bootstrap (the first time compiles its dependencies: a few minutes)"
+        );
+    }
     cmd.args([
         "build",
+        "--quiet",
         "-p",
         "catalyst-bootstrap",
         "--bin",
@@ -142,12 +147,14 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // The exit code is known only once the sandbox (its temporary directory
     // with token, client key and state) is dropped: exit only after that.
-    let code = runtime.block_on(sandbox(flaky, &cert))?;
+    let (code, dir) = runtime.block_on(sandbox(flaky, &cert))?;
     drop(runtime);
+    println!("removed {}", dir.display());
     std::process::exit(code);
 }
 
-async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<i32> {
+/// The agent's exit code, and the temporary directory, removed by now.
+async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<(i32, std::path::PathBuf)> {
     let (cert_names, cert_note): (&'static [&'static str], _) = match cert {
         "address" => (CERT_NAMES, "valid for the public address"),
         "fallback" => (
@@ -234,8 +241,8 @@ async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<i32> {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = &mut interrupt => {
                 // Dropping the agent kills it; dropping the sandbox removes its directory.
-                println!("\n── interrupted; removing {} ──", sb.dir.path().display());
-                return Ok(130);
+                println!("\n── interrupted ──");
+                return Ok((130, sb.dir.path().to_path_buf()));
             }
         }
     };
@@ -311,5 +318,5 @@ async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<i32> {
     println!("\n$ catalyst-bootstrap status");
     let status = sb.spawn(&["status"]).finish().await;
     print!("{}", status.stdout);
-    Ok(finished.code.unwrap_or(1))
+    Ok((finished.code.unwrap_or(1), sb.dir.path().to_path_buf()))
 }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::{CONNECT, Line, fail, ms, ok, timed, warn};
+use super::{CONNECT, Line, TOTAL, fail, ms, ok, timed, warn};
 use crate::config::Config;
 use crate::memory::untrusted::Untrusted;
 use crate::peers::retry::innermost;
@@ -213,29 +213,37 @@ pub(super) async fn route(config: &Config) -> [Line; 2] {
             ];
         }
     };
-    let send = async {
-        client
-            .request(reqwest::Method::OPTIONS, url.clone())
-            .send()
-            .await
-            // The library's text, which may quote the peer: shown via Untrusted.
-            .map_err(|e| innermost(&e))
+    let started = std::time::Instant::now();
+    let send = client.request(reqwest::Method::OPTIONS, url.clone()).send();
+    // The library's text may quote the peer: shown via Untrusted.
+    let answer = match tokio::time::timeout(TOTAL, send).await {
+        Ok(Ok(res)) => Ok(res),
+        Ok(Err(e)) if nobody_answered(&e) => Err((true, innermost(&e))),
+        Ok(Err(e)) => Err((false, innermost(&e))),
+        Err(_) => Err((true, format!("no answer within {}s", TOTAL.as_secs()))),
     };
-    let (answer, took) = timed(send).await;
-    let tls =
-        |res: &Result<reqwest::Response, String>| match (config.catalyst_api_url.scheme(), res) {
-            ("http", Ok(_)) => ok("catalyst-api tls", "none: plain http on loopback"),
-            (_, Ok(_)) => ok("catalyst-api tls", format!("verified with {trust}")),
-            (_, Err(e)) => fail(
-                "catalyst-api tls",
-                e.clone(),
-                format!(
-                    "the connection or handshake failed: catalyst-api's certificate must verify \
-                 with {trust} for {}",
-                    config.catalyst_api_url.host_str().unwrap_or_default()
-                ),
+    let took = started.elapsed();
+    let tls = |res: &Result<reqwest::Response, (bool, String)>| match (
+        config.catalyst_api_url.scheme(),
+        res,
+    ) {
+        ("http", Ok(_)) => ok("catalyst-api tls", "none: plain http on loopback"),
+        (_, Ok(_)) => ok("catalyst-api tls", format!("verified with {trust}")),
+        // No handshake took place: the certificate is not to blame.
+        (_, Err((true, e))) => fail(
+            "catalyst-api tls",
+            format!("not checked, nothing answered: {e}"),
+            "see `catalyst-api tcp` and `catalyst-api proxy`",
+        ),
+        (_, Err((false, e))) => fail(
+            "catalyst-api tls",
+            e.clone(),
+            format!(
+                "the handshake failed: catalyst-api's certificate must verify with {trust} for {}",
+                config.catalyst_api_url.host_str().unwrap_or_default()
             ),
-        };
+        ),
+    };
     let tls = tls(&answer);
     let request = format!("OPTIONS {} (no Authorization, no body)", url.path());
     let route = match answer {
@@ -291,4 +299,31 @@ pub(super) async fn route(config: &Config) -> [Line; 2] {
         }
     };
     [tls, route]
+}
+
+/// A refused, reset or timed-out connection, as opposed to a handshake
+/// that failed: no TLS was spoken, so no certificate is to blame.
+fn nobody_answered(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{
+        ConnectionAborted, ConnectionRefused, ConnectionReset, HostUnreachable, NetworkUnreachable,
+        TimedOut,
+    };
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | TimedOut
+                    | HostUnreachable
+                    | NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    e.is_timeout()
 }

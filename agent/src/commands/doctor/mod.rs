@@ -142,12 +142,19 @@ async fn checks(explicit: Option<&Path>, overrides: &Overrides) -> Vec<Line> {
     let mut config = match config::load(explicit, overrides) {
         Ok(config) => config,
         Err(e) => {
-            return vec![fail(
-                "config",
-                format!("{e:#}"),
+            let fix = if config::nothing_configured(explicit) {
+                format!(
+                    "create {}/config.yaml with `deployment_id`, `catalyst_api_url` and \
+                     `public_address` (cloud-init's snippet writes it; see \
+                     docs/configuration.md), or pass --config FILE",
+                    config::ETC_DIR
+                )
+            } else {
                 "correct the file or flag named; the other checks need the configuration \
-                 (`catalyst-bootstrap check-config` prints it once it loads)",
-            )];
+                 (`catalyst-bootstrap check-config` prints it once it loads)"
+                    .to_string()
+            };
+            return vec![fail("config", format!("{e:#}"), fix)];
         }
     };
     let mut lines = vec![ok("config", config.layers())];
