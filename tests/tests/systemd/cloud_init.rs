@@ -30,6 +30,13 @@ fn boot_with_cloud_init(
         ],
         &[("cloud-credentials", CLOUD_CREDENTIALS)],
     );
+    // Merged into upstream's template, whose own write_files make
+    // /var/lib/catalyst (cilium-values.yaml), where done_marker goes.
+    let user_data = user_data.replacen(
+        "write_files:\n",
+        "write_files:\n- path: /var/lib/catalyst/cilium-values.yaml\n  content: \"upstream's\"\n",
+        1,
+    );
     std::fs::write(seed.join("user-data"), user_data).unwrap();
     std::fs::write(
         seed.join("meta-data"),
@@ -44,15 +51,10 @@ fn boot_with_cloud_init(
     )
     .unwrap();
     std::fs::write(dirs.path().join("k3s.yaml"), sb.api.kubeconfig()).unwrap();
-    // Upstream's own write_files (cilium-values.yaml) make this directory,
-    // where the snippet's done_marker goes.
-    let catalyst = dirs.path().join("catalyst");
-    std::fs::create_dir_all(&catalyst).unwrap();
     Container::boot(&[
         (&seed, "/var/lib/cloud/seed/nocloud"),
         (&dropins, "/etc/catalyst-bootstrap/config.d"),
         (&dirs.path().join("k3s.yaml"), "/etc/rancher/k3s/k3s.yaml"),
-        (&catalyst, "/var/lib/catalyst"),
     ])
 }
 
@@ -90,7 +92,9 @@ fn cloud_init_installs_and_starts_the_agent_and_refuses_a_bad_checksum() {
     assert_eq!(left.trim(), "", "files left in secrets.d");
     // The provisioner's signal, through the unit's sandbox.
     assert!(
-        dirs.path().join("catalyst/cloud-init-complete").exists(),
+        c.exec(&["test", "-e", "/var/lib/catalyst/cloud-init-complete"])
+            .status
+            .success(),
         "no done_marker:\n{}",
         diagnose(&c)
     );
