@@ -1,8 +1,7 @@
 //! Discovery and the CRD machinery: which resources are served now (the
 //! built-in ones, and a CRD's once it is Established), and what clients
 //! read to map a kind to its resource: `/apis`, `/apis/{group}`,
-//! `/api/v1` and `/apis/{group}/{version}`, and the OpenAPI document of
-//! `api/v1`.
+//! `/api/v1` and `/apis/{group}/{version}`.
 
 use std::time::{Duration, Instant};
 
@@ -257,36 +256,6 @@ pub(super) fn resource_list(c: &Cluster, group: &str, version: &str) -> (u16, Va
         json!({"kind": "APIResourceList", "apiVersion": "v1",
                "groupVersion": group_version(group, version), "resources": resources}),
     )
-}
-
-/// The OpenAPI v3 document of `api/v1`, reduced to what `kubectl apply`
-/// looks for: the paths it writes to, which accept `fieldValidation` (so
-/// kubectl leaves validation to the server), and the two kinds' schemas.
-pub(super) fn openapi_v1() -> Value {
-    let params = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-                        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}]);
-    let op = |kind: &str| {
-        json!({"parameters": params, "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
-               "responses": {"200": {"description": "OK"}}})
-    };
-    let schema = |kind: &str| {
-        json!({"type": "object", "x-kubernetes-group-version-kind": [{"group": "", "version": "v1", "kind": kind}],
-               "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                              "metadata": {"type": "object"}, "data": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
-                              "type": {"type": "string"}, "spec": {"type": "object"}, "status": {"type": "object"}}})
-    };
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.31.4+k3s1"},
-        "paths": {
-            "/api/v1/namespaces": {"post": op("Namespace")},
-            "/api/v1/namespaces/{name}": {"get": op("Namespace"), "put": op("Namespace"), "patch": op("Namespace")},
-            "/api/v1/namespaces/{namespace}/secrets": {"post": op("Secret")},
-            "/api/v1/namespaces/{namespace}/secrets/{name}": {"get": op("Secret"), "put": op("Secret"), "patch": op("Secret")},
-        },
-        "components": {"schemas": {"io.k8s.api.core.v1.Namespace": schema("Namespace"),
-                                    "io.k8s.api.core.v1.Secret": schema("Secret")}},
-    })
 }
 
 #[cfg(test)]

@@ -17,13 +17,15 @@
 //! - `namespaces`: Namespaces, the NamespaceLifecycle admission, Terminating;
 //! - `events`: `events.k8s.io/v1` Events, with the real validation;
 //! - `discovery`: `/api`, `/apis` and their `APIResourceList`s, and the
-//!   CRDs, served once Established, which a test says when.
+//!   CRDs, served once Established, which a test says when;
+//! - `openapi`: the OpenAPI v3 documents kubectl reads before an apply.
 
 mod apply;
 mod discovery;
 mod endpoints;
 mod events;
 mod namespaces;
+mod openapi;
 mod secrets;
 mod store;
 #[cfg(test)]
@@ -43,9 +45,10 @@ use crate::pki::Pki;
 
 pub use apply::merge_patch;
 pub use discovery::{Crd, GIT_REPOSITORY, KUSTOMIZATION, PROVIDER, PROVIDER_CONFIG};
-use discovery::{api_group, group_list, openapi_v1, resource_list};
+use discovery::{api_group, group_list, resource_list};
 use events::create_event;
 use namespaces::active_namespace;
+use openapi::{openapi, openapi_index};
 use store::{locate, no_such_path, not_found, serve};
 
 #[derive(Debug, Clone)]
@@ -418,12 +421,9 @@ fn route(
         ("GET", ["apis", group]) => api_group(c, group).map_or_else(no_such_path, |g| (200, g)),
         ("GET", ["api", version]) => resource_list(c, "", version),
         ("GET", ["apis", group, version]) => resource_list(c, group, version),
-        ("GET", ["openapi", "v3"]) => (
-            200,
-            json!({"paths": {
-            "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=0"}}}),
-        ),
-        ("GET", ["openapi", "v3", "api", "v1"]) => (200, openapi_v1()),
+        ("GET", ["openapi", "v3"]) => (200, openapi_index(c)),
+        ("GET", ["openapi", "v3", "api", version]) => openapi(c, "", version),
+        ("GET", ["openapi", "v3", "apis", group, version]) => openapi(c, group, version),
         ("POST", ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"]) => {
             create_event(c, path, ns, raw, body)
         }
