@@ -77,7 +77,7 @@ pub fn is_stale(bin: &Path) -> bool {
         .and_then(|m| m.modified())
         .ok();
     let sources = newest_change(&agent.join("src")).max(manifest);
-    !built.is_some_and(|b| sources.is_none_or(|s| b >= s))
+    built.is_none_or(|b| sources.is_some_and(|s| b < s))
 }
 
 /// The command that runs the agent before its arguments: the runner prefix
