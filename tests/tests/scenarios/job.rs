@@ -143,9 +143,11 @@ async fn sigterm_mid_retry_saves_state_and_resume_completes() {
     sb.catalyst
         .script((0..1000).map(|_| Step::error(503, "write-failed")));
     let agent = sb.spawn(&["run"]);
+    // Mid-retry, and once the seed (which runs alongside) is done: on a
+    // busy machine the second retry can come before the seed's create.
     agent
         .wait_for_stderr(Duration::from_secs(20), |e| {
-            e.matches("attempt").count() >= 2
+            e.matches("attempt").count() >= 2 && e.contains("seed phase done")
         })
         .await;
     agent.signal(Signal::SIGTERM);
