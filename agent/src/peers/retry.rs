@@ -109,6 +109,29 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// How long to wait, from now, before the try after try `n`, which
+    /// began `took` ago and failed with `hint`. The one rule [`Step::retry`]
+    /// follows (and the fleet simulation, `crate::fleet`, drives).
+    pub(crate) fn wait_after(
+        &self,
+        n: u32,
+        hint: &Retry,
+        took: Duration,
+        unit: impl FnOnce() -> f64,
+    ) -> Duration {
+        let delay = self.delay_with(n, hint, unit);
+        // The overloaded cadence counts from the try's start, as one try per
+        // delay: counted from each answer, the answers' time would add up
+        // over a long overload and delay the capture after it.
+        if hint.overloaded && hint.after.is_none() {
+            delay.saturating_sub(took)
+        } else {
+            delay
+        }
+    }
+}
+
 /// Uniform in [0, 1).
 fn random_unit() -> f64 {
     (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64
@@ -270,18 +293,7 @@ impl Step<'_> {
             let refused = matches!(verdict, Verdict::Retry(hint) if hint.refused);
             let next = match verdict {
                 Verdict::Permanent(kind) => return Err(anyhow::Error::new(err).context(kind)),
-                Verdict::Retry(hint) => {
-                    let delay = policy.delay_with(n, &hint, unit);
-                    // The overloaded cadence counts from the try's start, as
-                    // one try per delay: counted from each answer, the
-                    // answers' time would add up over a long overload and
-                    // delay the capture after it.
-                    if hint.overloaded && hint.after.is_none() {
-                        (began + delay).saturating_duration_since(Instant::now())
-                    } else {
-                        delay
-                    }
-                }
+                Verdict::Retry(hint) => policy.wait_after(n, &hint, began.elapsed(), unit),
             };
             if let Some(alarm) = err.alarm() {
                 span.in_scope(|| progress.alarm(&alarm));
