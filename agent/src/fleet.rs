@@ -244,8 +244,8 @@ pub fn run(case: Case, who: Who, seed: u64) -> Run {
         };
         let next = match who {
             Who::Agent => {
-                let answer = Duration::from_micros(took);
-                let wait = policy.wait_after(n, &hint, answer, || rng.unit());
+                let elapsed = Duration::from_micros(t + took - starts[node]);
+                let wait = policy.wait_after(n, &hint, elapsed, || rng.unit());
                 let next = t + took + micros(wait);
                 // No try starts past the deadline.
                 if next > starts[node] + deadline {
@@ -454,6 +454,23 @@ pub fn markdown(summaries: &[Summary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The goal, as a test: 30 nodes, every case, as many runs as
+    /// `bench/fleet` gives 30 nodes (it runs 3 to 3000). Fewer runs do not
+    /// judge the worst case: one run in ~25 the agent's arrivals (a third
+    /// more frequent than the shell's) bunch past C=10 in some second and a
+    /// node waits one more cadence; the shell's do in about one run in 150.
+    /// Over 200 runs each side's worst includes such a run.
+    #[test]
+    fn thirty_agents_meet_the_fleet_goal_in_every_case() {
+        let missed: Vec<String> = cases(30)
+            .into_iter()
+            .map(|c| summarise(c, 200))
+            .filter(|s| !s.meets_goal)
+            .map(|s| format!("{}: {:?} against {:?}", s.case.describe(), s.agent, s.shell))
+            .collect();
+        assert!(missed.is_empty(), "{missed:#?}");
+    }
 
     #[test]
     fn the_model_server_refuses_then_serves_its_capacity() {
