@@ -5,6 +5,9 @@ mod cli;
 mod commands;
 mod config;
 mod exit;
+#[cfg(any(test, feature = "fleet"))]
+#[doc(hidden)]
+pub mod fleet;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;

@@ -12,6 +12,7 @@ pub mod http;
 pub mod journal;
 pub mod measure;
 pub mod memory;
+pub mod node;
 pub mod notify;
 pub mod pki;
 pub mod proxy;

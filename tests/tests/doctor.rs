@@ -486,3 +486,35 @@ async fn the_hand_off_names_served_and_awaited_kinds_and_the_marker() {
         "bad.yaml, document 1: is a Secret",
     );
 }
+
+/// Issue 21: with a proxy set and catalyst-api's host in `NO_PROXY`, the
+/// job connects directly, and so must doctor's DNS and TCP checks (they
+/// went to the proxy). The proxy is the trap: nothing may reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_proxy_is_followed_as_the_job_follows_it() {
+    let sb = Sandbox::new();
+    let url: http::Uri = sb.catalyst.url().parse().unwrap();
+    let host = url.host().unwrap().to_string();
+    sb.set_env("HTTPS_PROXY", &sb.trap.url);
+    sb.set_env("NO_PROXY", &format!("proxied.example, {host}"));
+    let out = doctor(&sb, "NO_PROXY names catalyst-api").await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    expect(&out, "catalyst-api proxy", "ok", "NO_PROXY names the host");
+    expect(
+        &out,
+        "catalyst-api dns",
+        "ok",
+        &format!("{host} is an address"),
+    );
+    expect(
+        &out,
+        "catalyst-api tcp",
+        "ok",
+        &format!("connected to {host}:"),
+    );
+    expect(&out, "catalyst-api route", "ok", "answered 405");
+    // The job takes the same path.
+    let run = sb.run().await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(sb.trap.hits(), 0, "the job went through the proxy");
+}

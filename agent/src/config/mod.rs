@@ -17,6 +17,8 @@ use self::keys::Initial::{Unset, Value as Is};
 #[cfg(test)]
 pub(crate) use self::keys::Kind;
 use self::keys::Kind::{Duration as Dur, Table, TextOrTable};
+#[cfg(any(test, feature = "fleet"))]
+pub(crate) use self::keys::default_duration;
 pub(crate) use self::keys::{Initial, KEYS, RetryDelays, default_text, key};
 use self::parse::*;
 pub(crate) use self::parse::{

@@ -282,7 +282,7 @@ fn register_values(value: &Value, path: &[&str]) {
                 ["apiVersion"] | ["kind"] | ["metadata", "name" | "namespace"]
             );
             if !identity {
-                untrusted::register(Alphabet::Base64, s.as_bytes());
+                untrusted::register_text(Alphabet::Base64, s.as_bytes());
             }
         }
         Value::Object(map) => {

@@ -15,7 +15,7 @@
 //! the registry keeps recognising the seed after the seed itself has been
 //! wiped from memory.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, OnceLock};
@@ -28,6 +28,10 @@ use zeroize::Zeroizing;
 /// words around a shown text can continue a run (`answered 430: 1234…` adds
 /// the `0` before a token's `123…`; found by the fuzzer).
 const WINDOW: usize = 16;
+/// A secret shorter than a window (a password of 8 to 15 characters, in its
+/// alphabet) counts only whole. Shorter ones cannot be recognised: regions
+/// and flags such as `fsn1` are that short and not secret.
+const SHORTEST: usize = 8;
 /// Characters of outside text shown at most.
 const MAX_SHOWN: usize = 300;
 /// Bytes of outside text scanned for secrets at most; longer text is
@@ -92,7 +96,11 @@ impl Alphabet {
 
 struct Registry {
     keys: RandomState,
-    windows: HashSet<(Alphabet, u64)>,
+    /// Keyed hashes of each secret's windows, with the window's length: a
+    /// [`WINDOW`], or a shorter secret whole.
+    windows: HashSet<(Alphabet, usize, u64)>,
+    /// The lengths in use.
+    lengths: BTreeSet<usize>,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -101,20 +109,42 @@ fn registry() -> &'static Mutex<Registry> {
         Mutex::new(Registry {
             keys: RandomState::new(),
             windows: HashSet::new(),
+            lengths: BTreeSet::new(),
         })
     })
 }
 
 /// Remembers `secret` (written in `alphabet`; other characters in it, such
 /// as PEM line breaks, are ignored) so that no outside text repeating it is
-/// shown. Secrets shorter than a window are not secrets this agent has.
+/// shown: any [`WINDOW`] characters of it, or all of a shorter one down to
+/// [`SHORTEST`]. Shorter still is not recognisable.
 pub(crate) fn register(alphabet: Alphabet, secret: &[u8]) {
     let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
-    let Registry { keys, windows } = &mut *registry;
+    let Registry {
+        keys,
+        windows,
+        lengths,
+    } = &mut *registry;
     for escapes in [true, false] {
-        for window in alphabet.only(secret, escapes).windows(WINDOW) {
-            windows.insert((alphabet, keys.hash_one(window)));
+        let only = alphabet.only(secret, escapes);
+        let len = only.len().min(WINDOW);
+        if len < SHORTEST {
+            continue;
         }
+        lengths.insert(len);
+        for window in only.windows(len) {
+            windows.insert((alphabet, len, keys.hash_one(window)));
+        }
+    }
+}
+
+/// Remembers text that is not a secret but must not be shown either (an
+/// object's body): only runs of a whole [`WINDOW`] count, so that the short
+/// words a body shares with the server's own messages (a kind, a name in a
+/// reference) stay readable.
+pub(crate) fn register_text(alphabet: Alphabet, text: &[u8]) {
+    if alphabet.only(text, false).len() >= WINDOW {
+        register(alphabet, text);
     }
 }
 
@@ -126,10 +156,12 @@ fn repeats_secret(text: &[u8]) -> bool {
     }
     Alphabet::ALL.into_iter().any(|alphabet| {
         [true, false].into_iter().any(|escapes| {
-            alphabet.only(text, escapes).windows(WINDOW).any(|window| {
-                registry
-                    .windows
-                    .contains(&(alphabet, registry.keys.hash_one(window)))
+            let only = alphabet.only(text, escapes);
+            registry.lengths.iter().any(|&len| {
+                only.windows(len).any(|window| {
+                    let hash = registry.keys.hash_one(window);
+                    registry.windows.contains(&(alphabet, len, hash))
+                })
             })
         })
     })
@@ -313,6 +345,32 @@ mod tests {
         register(Alphabet::Hex, token.as_bytes());
         let text = format!("error: k\u{1}\u{0}{}-", &token[1..WINDOW]);
         assert_eq!(Untrusted::new(text).shown(), WITHHELD);
+    }
+
+    /// Issue 21: a 12-character password quoted by an admission webhook
+    /// reached the journal; only runs of 16 counted.
+    #[test]
+    fn a_short_secret_is_recognised_whole() {
+        for len in [SHORTEST, 12, WINDOW - 1] {
+            let value = &random_base64(12)[..len];
+            register(Alphabet::Base64, value.as_bytes());
+            let echo = format!("admission webhook denied: password \"{value}\" is too weak");
+            assert_eq!(Untrusted::new(&echo).shown(), WITHHELD, "{len}");
+            let wrapped = format!("quoted: {}\u{200b}{}", &value[..3], &value[3..]);
+            assert_eq!(Untrusted::new(&wrapped).shown(), WITHHELD, "{len}");
+            // Part of it is not the secret.
+            let part = format!("password \"{}\" is too weak", &value[1..]);
+            assert_eq!(Untrusted::new(&part).shown(), part, "{len}");
+        }
+    }
+
+    #[test]
+    fn shorter_values_are_not_recognisable() {
+        register(Alphabet::Base64, b"fsn1");
+        register(Alphabet::Base64, b"Ab-3!x-9");
+        for text in ["region fsn1", "flag Ab3x9 set"] {
+            assert_eq!(Untrusted::new(text).shown(), text);
+        }
     }
 
     #[test]

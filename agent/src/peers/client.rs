@@ -38,6 +38,27 @@ pub(crate) async fn read_capped(
 /// `HTTP_PROXY` and `ALL_PROXY` are ignored: through them a plain-http
 /// loopback URL would hand the bearer token and the kubeconfig to the proxy.
 pub(crate) fn https_proxy(url: &reqwest::Url) -> anyhow::Result<Option<reqwest::Proxy>> {
+    let Some(setting) = https_proxy_setting(url)? else {
+        return Ok(None);
+    };
+    // NO_PROXY is already applied: this URL goes through it.
+    let proxy = reqwest::Proxy::https(setting.value.trim())
+        .map_err(|_| anyhow::anyhow!("{} is not a proxy URL (http://host:port)", setting.name))?;
+    Ok(Some(proxy))
+}
+
+/// The environment variable that sets the proxy.
+pub(crate) struct ProxySetting {
+    pub(crate) name: &'static str,
+    /// May carry the proxy's credentials: never quoted.
+    pub(crate) value: String,
+}
+
+/// Whether `url` goes through a proxy, and which: the one decision the
+/// job's client ([`https_proxy`]) and `doctor` share. `NO_PROXY` (else
+/// `no_proxy`) is matched as reqwest matches it, by its own matcher
+/// (hyper-util's): names and their subdomains, addresses, CIDR ranges, `*`.
+pub(crate) fn https_proxy_setting(url: &reqwest::Url) -> anyhow::Result<Option<ProxySetting>> {
     if url.scheme() != "https" {
         return Ok(None);
     }
@@ -49,8 +70,19 @@ pub(crate) fn https_proxy(url: &reqwest::Url) -> anyhow::Result<Option<reqwest::
     }) else {
         return Ok(None);
     };
-    // The value may carry the proxy's credentials: never quoted.
-    let proxy = reqwest::Proxy::https(value.trim())
-        .map_err(|_| anyhow::anyhow!("{name} is not a proxy URL (http://host:port)"))?;
-    Ok(Some(proxy.no_proxy(reqwest::NoProxy::from_env())))
+    if reqwest::Proxy::https(value.trim()).is_err() {
+        anyhow::bail!("{name} is not a proxy URL (http://host:port)");
+    }
+    let no_proxy = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default();
+    let matcher = hyper_util::client::proxy::matcher::Matcher::builder()
+        .https(value.trim().to_string())
+        .no(no_proxy)
+        .build();
+    let uri: http::Uri = url.as_str().parse()?;
+    Ok(matcher
+        .intercept(&uri)
+        .is_some()
+        .then_some(ProxySetting { name, value }))
 }

@@ -8,58 +8,18 @@ use catalyst_bootstrap_tests::catalyst::{Step, sha256_hex};
 use catalyst_bootstrap_tests::container::Container;
 use catalyst_bootstrap_tests::faults::INJECTED;
 use catalyst_bootstrap_tests::http::PlainServer;
+use catalyst_bootstrap_tests::node::{
+    UNIT, assert_token_gone, diagnose, fakes, provision, retrying, started, wait_until,
+};
 use catalyst_bootstrap_tests::sandbox::{DEPLOYMENT_ID, PUBLIC_ADDRESS, SOVEREIGN_FQDN, Sandbox};
 use catalyst_bootstrap_tests::ship::{artifacts, render_cloud_init};
 use serde_json::Value;
 
 mod cloud_init;
 mod handoff;
+mod token;
 
-const UNIT: &str = "catalyst-bootstrap";
 const SECRETS: &str = "/api/v1/namespaces/openbao/secrets";
-
-/// The fakes, on a runtime of their own so the test thread may block.
-fn fakes() -> (tokio::runtime::Runtime, Sandbox) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sb = rt.block_on(async { Sandbox::new() });
-    (rt, sb)
-}
-
-fn node_config(sb: &Sandbox, ca_path: &str) -> String {
-    format!(
-        "deployment_id: \"{DEPLOYMENT_ID}\"\ncatalyst_api_url: {}\npublic_address: {PUBLIC_ADDRESS}\nca_bundle: {ca_path}\n\
-         retry:\n  initial_delay: 200ms\n  max_delay: 1s\n  overloaded_delay: 200ms\n",
-        sb.catalyst.url()
-    )
-}
-
-/// What cloud-init and k3s would have left on the node.
-fn provision(c: &Container, sb: &Sandbox) {
-    c.sh(&format!(
-        "dpkg -i /mnt/pkg/catalyst-bootstrap_{}_amd64.deb",
-        artifacts().version
-    ));
-    c.write("/etc/catalyst-bootstrap/ca.pem", &sb.pki.ca_pem, "0644");
-    c.write(
-        "/etc/catalyst-bootstrap/config.yaml",
-        &node_config(sb, "/etc/catalyst-bootstrap/ca.pem"),
-        "0644",
-    );
-    c.write("/etc/rancher/k3s/k3s.yaml", &sb.api.kubeconfig(), "0600");
-    c.write(
-        "/etc/credstore/kubeconfig-bearer",
-        &format!("{}\n", sb.token),
-        "0600",
-    );
-}
-
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The job ran and the unit ended: without RemainAfterExit= a finished
 /// unit is inactive (dead) with result success, and the agent left its
@@ -96,27 +56,6 @@ fn assert_restarted_once(c: &Container) {
         "{}",
         diagnose(c)
     );
-}
-
-/// Neither the credential store nor systemd's copy holds the token.
-fn assert_token_gone(c: &Container) {
-    for path in [
-        "/etc/credstore/kubeconfig-bearer",
-        "/run/credentials/catalyst-bootstrap.service",
-    ] {
-        let present = c.exec(&["test", "-e", path]);
-        assert!(
-            !present.status.success(),
-            "{path} outlived the job:\n{}",
-            diagnose(c)
-        );
-    }
-}
-
-/// What an SRE would look at, for failure messages.
-fn diagnose(c: &Container) -> String {
-    let out = c.exec(&["sh", "-c", "systemctl status --no-pager -l catalyst-bootstrap; journalctl -u catalyst-bootstrap --no-pager -o cat"]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn journal_entries(c: &Container) -> Vec<Value> {
@@ -254,15 +193,7 @@ fn unit_does_the_job_and_reports_to_systemd_and_journald() {
 
 #[test]
 fn kill_9_mid_retry_then_systemd_restart_ends_with_one_seed_and_one_kubeconfig() {
-    let (_rt, sb) = fakes();
-    sb.catalyst
-        .script((0..8).map(|_| Step::error(503, "write-failed")));
-    let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
-    provision(&c, &sb);
-    c.sh("systemctl start --no-block catalyst-bootstrap");
-    wait_until("two PUTs", Duration::from_secs(60), || {
-        sb.catalyst.requests().len() >= 2
-    });
+    let (_rt, sb, c) = retrying(8, 2);
 
     // While it retries: the token is in neither argv nor the environment.
     let pid = c.show(UNIT, "MainPID");
@@ -304,9 +235,7 @@ fn catalyst_api_text_cannot_tell_systemd_the_job_is_done() {
         retry_after: None,
     };
     sb.catalyst.script((0..1000).map(|_| injected()));
-    let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
-    provision(&c, &sb);
-    c.sh("systemctl start --no-block catalyst-bootstrap");
+    let c = started(&sb);
     wait_until(
         "the agent to retry catalyst-api's 503",
         Duration::from_secs(60),

@@ -127,29 +127,30 @@ pub(super) fn proxy(url: &reqwest::Url) -> (Line, Option<String>) {
             None,
         );
     }
-    if let Err(e) = client::https_proxy(url) {
-        return (
-            fail(
-                "catalyst-api proxy",
-                format!("{e:#}"),
-                "set HTTPS_PROXY to http://host:port",
-            ),
-            None,
-        );
-    }
-    let Some((name, value)) = ["HTTPS_PROXY", "https_proxy"].into_iter().find_map(|n| {
-        std::env::var(n)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (n, v))
-    }) else {
-        return (
-            ok(
-                "catalyst-api proxy",
-                "none (HTTPS_PROXY is unset; HTTP_PROXY and ALL_PROXY are never used)",
-            ),
-            None,
-        );
+    // The job's own decision, NO_PROXY included.
+    let setting = match client::https_proxy_setting(url) {
+        Ok(setting) => setting,
+        Err(e) => {
+            return (
+                fail(
+                    "catalyst-api proxy",
+                    format!("{e:#}"),
+                    "set HTTPS_PROXY to http://host:port",
+                ),
+                None,
+            );
+        }
+    };
+    let Some(client::ProxySetting { name, value }) = setting else {
+        let set = ["HTTPS_PROXY", "https_proxy"]
+            .into_iter()
+            .any(|n| std::env::var(n).is_ok_and(|v| !v.trim().is_empty()));
+        let why = if set {
+            "none: NO_PROXY names the host, so the job connects directly"
+        } else {
+            "none (HTTPS_PROXY is unset; HTTP_PROXY and ALL_PROXY are never used)"
+        };
+        return (ok("catalyst-api proxy", why), None);
     };
     // Credentials in the value are never shown: only host and port.
     let at = reqwest::Url::parse(value.trim())
