@@ -137,6 +137,13 @@ fn describe(arch: &'static str, dir: PathBuf) -> Artifacts {
     }
 }
 
+/// The files of `deb`, unpacked into a temporary directory.
+pub fn unpack(deb: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir.path()));
+    dir
+}
+
 /// Renders cloud-init/catalyst-bootstrap.tftpl as OpenTofu's templatefile()
 /// would for these values and `bootstrap_secrets` (file name, manifest):
 /// its one `for` directive repeats the block for each, `~}` eating the

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use catalyst_bootstrap_tests::ship::{
-    Artifacts, arm64_artifacts, artifacts, require, root, run, stdout,
+    Artifacts, arm64_artifacts, artifacts, require, root, run, stdout, unpack,
 };
 
 /// Crates the binary lists but does not hold, each with why. cargo-auditable
@@ -303,12 +303,7 @@ fn sbom_matches_binary(a: &Artifacts) {
     );
 
     // The .deb carries the same file.
-    let extracted = tempfile::tempdir().unwrap();
-    run(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&a.deb)
-        .arg(extracted.path()));
-    let shipped = extracted
+    let shipped = unpack(&a.deb)
         .path()
         .join("usr/share/doc/catalyst-bootstrap")
         .join(a.sbom.file_name().unwrap());
