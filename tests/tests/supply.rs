@@ -303,7 +303,8 @@ fn sbom_matches_binary(a: &Artifacts) {
     );
 
     // The .deb carries the same file.
-    let shipped = unpack(&a.deb)
+    let unpacked = unpack(&a.deb);
+    let shipped = unpacked
         .path()
         .join("usr/share/doc/catalyst-bootstrap")
         .join(a.sbom.file_name().unwrap());
