@@ -56,6 +56,8 @@ pub struct Artifacts {
     pub dir: PathBuf,
     pub deb: PathBuf,
     pub binary: PathBuf,
+    /// The CycloneDX SBOM beside them (also in the .deb's doc directory).
+    pub sbom: PathBuf,
     pub version: String,
 }
 
@@ -80,7 +82,7 @@ pub fn arm64_artifacts() -> &'static Artifacts {
     BUILT.get_or_init(|| match std::env::var_os(ARM64_OUT_VAR) {
         Some(dir) => {
             let a = describe("arm64", PathBuf::from(dir));
-            for file in [&a.deb, &a.binary, &a.dir.join("SHA256SUMS")] {
+            for file in [&a.deb, &a.binary, &a.sbom, &a.dir.join("SHA256SUMS")] {
                 assert!(
                     file.is_file(),
                     "{ARM64_OUT_VAR}: {} is missing; run `ARCH=arm64 packaging/build {}`",
@@ -127,9 +129,19 @@ fn describe(arch: &'static str, dir: PathBuf) -> Artifacts {
         arch,
         deb: dir.join(format!("catalyst-bootstrap_{version}_{arch}.deb")),
         binary: dir.join(format!("catalyst-bootstrap-{version}-linux-{arch}")),
+        sbom: dir.join(format!(
+            "catalyst-bootstrap-{version}-linux-{arch}.cdx.json"
+        )),
         dir,
         version,
     }
+}
+
+/// The files of `deb`, unpacked into a temporary directory.
+pub fn unpack(deb: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir.path()));
+    dir
 }
 
 /// Renders cloud-init/catalyst-bootstrap.tftpl as OpenTofu's templatefile()

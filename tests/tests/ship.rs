@@ -151,6 +151,10 @@ fn deb_contents(a: &Artifacts) {
         );
     }
     let contents = stdout(Command::new("dpkg-deb").arg("--contents").arg(&a.deb));
+    let sbom = format!(
+        "./usr/share/doc/catalyst-bootstrap/{}",
+        a.sbom.file_name().unwrap().to_string_lossy()
+    );
     for (path, mode) in [
         ("./usr/bin/catalyst-bootstrap", "-rwxr-xr-x root/root"),
         (
@@ -165,6 +169,7 @@ fn deb_contents(a: &Artifacts) {
             "./usr/share/doc/catalyst-bootstrap/config.yaml.example",
             "-rw-r--r-- root/root",
         ),
+        (sbom.as_str(), "-rw-r--r-- root/root"),
         // The reference on the node: every key and exit code (agent/src/man.rs).
         (
             "./usr/share/man/man1/catalyst-bootstrap.1.gz",
@@ -194,8 +199,8 @@ fn deb_contents(a: &Artifacts) {
         .arg("SHA256SUMS")
         .current_dir(&a.dir));
     let sums = String::from_utf8_lossy(&sums.stdout);
-    assert_eq!(sums.matches(": OK").count(), 2, "{sums}");
-    for file in [&a.deb, &a.binary] {
+    assert_eq!(sums.matches(": OK").count(), 3, "{sums}");
+    for file in [&a.deb, &a.binary, &a.sbom] {
         let name = file.file_name().unwrap().to_string_lossy();
         assert!(
             sums.contains(&format!("{name}: OK")),
