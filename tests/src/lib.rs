@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod catalyst;
 pub mod container;
 pub mod faults;
+pub mod handoff;
 pub mod helm;
 pub mod http;
 pub mod journal;

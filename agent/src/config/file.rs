@@ -7,12 +7,13 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
 use zeroize::Zeroizing;
 
+use crate::exit::Exit;
 use crate::memory::locked::LockedBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,32 @@ pub(crate) fn read_locked(path: &Path, cap: usize) -> Result<(LockedBuf, Metadat
         )));
     }
     Ok((buf, meta))
+}
+
+/// How a refusal to read an input file ends the run: a file cloud-init
+/// should have written otherwise (missing, not a regular file) is
+/// configuration (78); one it wrote that cannot be used is data (65).
+pub(crate) fn refusal_exit(e: &FileError) -> Exit {
+    match e {
+        FileError::NotRegular(_) | FileError::Missing => Exit::Config,
+        _ => Exit::Data,
+    }
+}
+
+/// A file the agent acts on as root must be root's, or the agent's own
+/// user's (tests run unprivileged); the owner's uid otherwise.
+pub(crate) fn foreign_owner(meta: &Metadata) -> Option<u32> {
+    let euid = nix::unistd::geteuid().as_raw();
+    (meta.uid() != 0 && meta.uid() != euid).then_some(meta.uid())
+}
+
+/// Where a YAML parser failed, never what it quoted (the file may hold a
+/// secret): ` (line L, column C)`, or nothing.
+pub(crate) fn yaml_location(e: &serde_saphyr::Error) -> String {
+    e.without_snippet()
+        .location()
+        .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+        .unwrap_or_default()
 }
 
 /// The names of the `*.yaml` files in `dir` (not hidden ones), sorted; a

@@ -17,7 +17,7 @@ use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::config::{self, file::FileError};
+use crate::config;
 use crate::exit::Exit;
 use crate::memory::untrusted::{self, Alphabet, Untrusted};
 use crate::report::state::Handed;
@@ -130,21 +130,13 @@ fn read(path: &Path) -> anyhow::Result<Vec<Object>> {
     };
     let (bytes, meta) = match config::file::read_nofollow(path, MAX_FILE) {
         Ok(read) => read,
-        Err(e @ (FileError::NotRegular(_) | FileError::Missing)) => {
-            return refuse(e.to_string(), Exit::Config);
-        }
-        Err(e) => return refuse(e.to_string(), Exit::Data),
+        Err(e) => return refuse(e.to_string(), config::file::refusal_exit(&e)),
     };
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return refuse(
-            format!(
-                "is owned by uid {}, not by root; only root may hand the agent objects to apply \
-                 as cluster-admin",
-                meta.uid()
-            ),
-            Exit::Config,
+    if let Some(uid) = config::file::foreign_owner(&meta) {
+        let why = format!(
+            "is owned by uid {uid}, not by root; only root may hand the agent objects to apply as cluster-admin"
         );
+        return refuse(why, Exit::Config);
     }
     if meta.mode() & 0o022 != 0 {
         return refuse(
@@ -161,12 +153,7 @@ fn read(path: &Path) -> anyhow::Result<Vec<Object>> {
     let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
         Ok(docs) => docs,
         Err(e) => {
-            // The parser's message may quote the file: only where it failed.
-            let at = e
-                .without_snippet()
-                .location()
-                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-                .unwrap_or_default();
+            let at = config::file::yaml_location(&e);
             return refuse(format!("is not valid YAML{at}"), Exit::Data);
         }
     };

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use nix::fcntl::OFlag;
 use serde_json::{Map, Value, json};
 
-use crate::config::{self, file::FileError};
+use crate::config;
 use crate::exit::Exit;
 use crate::memory::locked::LockedBuf;
 use crate::memory::untrusted::{self, Alphabet, Untrusted};
@@ -148,20 +148,12 @@ fn read(path: &Path, file: &str) -> anyhow::Result<Manifest> {
     };
     let (bytes, meta) = match config::file::read_locked(path, MAX_MANIFEST) {
         Ok(read) => read,
-        Err(e @ (FileError::NotRegular(_) | FileError::Missing)) => {
-            return refuse(e.to_string(), Exit::Config);
-        }
-        Err(e) => return refuse(e.to_string(), Exit::Data),
+        Err(e) => return refuse(e.to_string(), config::file::refusal_exit(&e)),
     };
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return refuse(
-            format!(
-                "is owned by uid {}, not by root; only root may hand the agent a Secret",
-                meta.uid()
-            ),
-            Exit::Config,
-        );
+    if let Some(uid) = config::file::foreign_owner(&meta) {
+        let why =
+            format!("is owned by uid {uid}, not by root; only root may hand the agent a Secret");
+        return refuse(why, Exit::Config);
     }
     if meta.mode() & 0o077 != 0 {
         return refuse(
@@ -176,12 +168,7 @@ fn read(path: &Path, file: &str) -> anyhow::Result<Manifest> {
     let doc: Value = match serde_saphyr::from_slice(bytes.as_bytes()) {
         Ok(doc) => doc,
         Err(e) => {
-            // The parser's message may quote the file: only where it failed.
-            let at = e
-                .without_snippet()
-                .location()
-                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-                .unwrap_or_default();
+            let at = config::file::yaml_location(&e);
             return refuse(format!("is not valid YAML{at}"), Exit::Data);
         }
     };

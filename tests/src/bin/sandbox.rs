@@ -10,6 +10,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use catalyst_bootstrap_tests::apiserver::{GIT_REPOSITORY, KUSTOMIZATION, PROVIDER};
 use catalyst_bootstrap_tests::catalyst::Step;
+use catalyst_bootstrap_tests::handoff::{
+    FLUX, GIT_REPO_PATH, KUSTOMIZATION_PATH, PROVIDER_FILE, PROVIDER_PATH,
+};
 use catalyst_bootstrap_tests::sandbox::{
     CERT_NAMES, DEPLOYMENT_ID, SOVEREIGN_FQDN, Sandbox, Start, TUNED, agent_binary, built_agent,
     is_stale,
@@ -84,29 +87,6 @@ fn mask(value: &str) -> String {
 /// When the hand-off's kinds are served, after the sandbox starts.
 const HANDOFF_CRDS: Duration = Duration::from_secs(3);
 const PROVIDER_CRD: Duration = Duration::from_secs(5);
-const FLUX_BOOTSTRAP: &str = "\
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: openova, namespace: flux-system}
-spec: {interval: 1m, url: 'https://gitea.sovereign.test/openova/bootstrap.git', ref: {branch: main}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: bootstrap-kit, namespace: flux-system}
-spec: {interval: 5m, path: ./clusters/sovereign/bootstrap-kit, prune: true, sourceRef: {kind: GitRepository, name: openova}}
-";
-const CROSSPLANE_PROVIDER: &str = "\
-apiVersion: pkg.crossplane.io/v1
-kind: Provider
-metadata: {name: provider-hcloud}
-spec: {package: 'xpkg.upbound.io/crossplane-contrib/provider-hcloud:v0.9.0'}
-";
-const HANDOFF_PATHS: &[&str] = &[
-    "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/openova",
-    "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/bootstrap-kit",
-    "/apis/pkg.crossplane.io/v1/providers/provider-hcloud",
-];
-
 const USAGE: &str = "\
 usage: cargo run -p catalyst-bootstrap-tests [-- [--flaky] [--cert=address|fallback|missing]]
 
@@ -183,8 +163,8 @@ async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<(i32, std::path::Pat
     sb.api.add_crd(GIT_REPOSITORY, HANDOFF_CRDS);
     sb.api.add_crd(KUSTOMIZATION, HANDOFF_CRDS);
     sb.api.add_crd(PROVIDER, PROVIDER_CRD);
-    sb.write_handoff("flux-bootstrap.yaml", FLUX_BOOTSTRAP);
-    sb.write_handoff("crossplane-provider.optional.yaml", CROSSPLANE_PROVIDER);
+    sb.write_handoff("flux-bootstrap.yaml", FLUX);
+    sb.write_handoff("crossplane-provider.optional.yaml", PROVIDER_FILE);
     if flaky {
         sb.catalyst.script([
             Step::Respond {
@@ -297,7 +277,7 @@ async fn sandbox(flaky: bool, cert: &str) -> anyhow::Result<(i32, std::path::Pat
     }
 
     println!("\nthe hand-off, as the API server stores it:");
-    for path in HANDOFF_PATHS {
+    for path in [GIT_REPO_PATH, KUSTOMIZATION_PATH, PROVIDER_PATH] {
         match sb.api.object(path) {
             Some(o) => println!(
                 "  {} {} (resourceVersion {}, field manager {})",

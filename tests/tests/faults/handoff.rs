@@ -4,24 +4,9 @@
 //! missing, a stop while waiting for a kind.
 
 use catalyst_bootstrap_tests::apiserver::{GIT_REPOSITORY, KUSTOMIZATION};
+use catalyst_bootstrap_tests::handoff::{FLUX, GIT_REPO_PATH as REPO, KUSTOMIZATION_PATH as KIT};
 
 use super::*;
-
-const FLUX: &str = "\
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {name: openova, namespace: flux-system}
-spec: {interval: 1m, url: 'https://gitea.sovereign.test/openova/bootstrap.git'}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {name: bootstrap-kit, namespace: flux-system}
-spec: {interval: 5m, path: ./clusters/sovereign, prune: true}
-";
-const REPO: &str =
-    "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/openova";
-const KIT: &str =
-    "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/bootstrap-kit";
 
 /// Flux installed: its namespace and CRDs, and the hand-off file.
 fn flux(sb: &Sandbox) {

@@ -4,53 +4,11 @@
 //! and no object body on any operator surface.
 
 use catalyst_bootstrap_tests::apiserver::{GIT_REPOSITORY, KUSTOMIZATION, PROVIDER};
+use catalyst_bootstrap_tests::handoff::{
+    BODY_TEXTS, FLUX, GIT_REPO_PATH, KUSTOMIZATION_PATH, PROVIDER_FILE, PROVIDER_PATH,
+};
 
 use super::*;
-
-const FLUX: &str = "\
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: openova
-  namespace: flux-system
-spec:
-  interval: 1m
-  url: https://gitea.handoff-body.example/openova/sovereign-bootstrap.git
-  ref: {branch: main}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: bootstrap-kit
-  namespace: flux-system
-spec:
-  interval: 5m
-  path: ./clusters/10.0.1.5/bootstrap-kit-handoff-body
-  prune: true
-  sourceRef: {kind: GitRepository, name: openova}
-";
-
-const PROVIDER_FILE: &str = "\
-apiVersion: pkg.crossplane.io/v1
-kind: Provider
-metadata:
-  name: provider-hcloud
-spec:
-  package: registry.handoff-body.example/crossplane/provider-hcloud:v0.9.0
-";
-
-const GIT_REPO_PATH: &str =
-    "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/openova";
-const KUSTOMIZATION_PATH: &str =
-    "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/bootstrap-kit";
-const PROVIDER_PATH: &str = "/apis/pkg.crossplane.io/v1/providers/provider-hcloud";
-
-/// Text of the bodies that must never be shown.
-const BODY_TEXTS: &[&str] = &[
-    "handoff-body",
-    "sovereign-bootstrap.git",
-    "provider-hcloud:v0.9.0",
-];
 
 fn assert_no_body(sb: &Sandbox, outputs: &[&str]) {
     sb.journal.sync();

@@ -2,24 +2,10 @@
 //! done, the unit "active (running)" while it waits for Flux's CRD, the
 //! marker written through the sandbox, then inactive with Result=success.
 
-use catalyst_bootstrap_tests::apiserver::KUSTOMIZATION;
+use catalyst_bootstrap_tests::apiserver::{GIT_REPOSITORY, KUSTOMIZATION};
+use catalyst_bootstrap_tests::handoff::{FLUX, KUSTOMIZATION_PATH as OBJECT};
 
 use super::*;
-
-const KIT: &str = "\
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: bootstrap-kit
-  namespace: flux-system
-spec:
-  interval: 5m
-  path: ./clusters/sovereign/bootstrap-kit
-  prune: true
-  sourceRef: {kind: GitRepository, name: openova}
-";
-const OBJECT: &str =
-    "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/bootstrap-kit";
 
 #[test]
 fn ready_comes_before_the_hand_off_ends_and_the_marker_is_written() {
@@ -27,6 +13,7 @@ fn ready_comes_before_the_hand_off_ends_and_the_marker_is_written() {
     sb.api.insert_namespace("flux-system");
     // Flux's CRDs arrive with its install, after the API server is up.
     let crd_after = Duration::from_secs(12);
+    sb.api.add_crd(GIT_REPOSITORY, crd_after);
     sb.api.add_crd(KUSTOMIZATION, crd_after);
     let c = Container::boot(&[(&artifacts().dir, "/mnt/pkg")]);
     provision(&c, &sb);
@@ -34,7 +21,7 @@ fn ready_comes_before_the_hand_off_ends_and_the_marker_is_written() {
     c.sh("echo 'done_marker: /var/lib/catalyst/cloud-init-complete' >> /etc/catalyst-bootstrap/config.yaml");
     c.write(
         "/etc/catalyst-bootstrap/manifests.d/flux-bootstrap.yaml",
-        KIT,
+        FLUX,
         "0644",
     );
 
@@ -56,7 +43,7 @@ fn ready_comes_before_the_hand_off_ends_and_the_marker_is_written() {
     assert_eq!(c.show(UNIT, "SubState"), "running");
     wait_until("STATUS= of the hand-off", Duration::from_secs(10), || {
         c.show(UNIT, "StatusText")
-            .contains("waiting for Kustomization")
+            .contains("waiting for GitRepository")
     });
     assert!(sb.api.object(OBJECT).is_none());
     assert!(
@@ -77,8 +64,7 @@ fn ready_comes_before_the_hand_off_ends_and_the_marker_is_written() {
         matches!((ready, applied), (Some(r), Some(a)) if r < a),
         "READY after the hand-off:\n{log}"
     );
-    assert!(
-        !log.contains("sourceRef") && !log.contains("./clusters/sovereign"),
-        "{log}"
-    );
+    for body in catalyst_bootstrap_tests::handoff::BODY_TEXTS {
+        assert!(!log.contains(body), "{body}: {log}");
+    }
 }

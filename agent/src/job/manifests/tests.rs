@@ -2,36 +2,22 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
+/// In flow style, with a comment-only document between the two objects.
 const FLUX: &str = "\
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: openova
-  namespace: flux-system
-spec:
-  url: https://gitea.sovereign-handoff.example/openova/bootstrap-kit.git
-  interval: 1m
+{apiVersion: source.toolkit.fluxcd.io/v1, kind: GitRepository,
+ metadata: {name: openova, namespace: flux-system},
+ spec: {url: 'https://gitea.sovereign-handoff.example/openova/bootstrap-kit.git', interval: 1m}}
 ---
 # a comment-only document between two objects is skipped
 ---
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: bootstrap-kit
-  namespace: flux-system
-spec:
-  path: ./clusters/NODE_IP_PLACEHOLDER-not-rewritten-yet
-  sourceRef: {kind: GitRepository, name: openova-sources}
+{apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization,
+ metadata: {name: bootstrap-kit, namespace: flux-system},
+ spec: {path: ./clusters/NODE_IP_PLACEHOLDER-not-rewritten-yet,
+        sourceRef: {kind: GitRepository, name: openova-sources}}}
 ";
 
-const PROVIDER: &str = "\
-apiVersion: pkg.crossplane.io/v1
-kind: Provider
-metadata:
-  name: provider-hcloud
-spec:
-  package: registry.example/crossplane/provider-hcloud:v0.9.0
-";
+const PROVIDER: &str = "{apiVersion: pkg.crossplane.io/v1, kind: Provider, metadata: {name: provider-hcloud}, \
+    spec: {package: 'registry.example/crossplane/provider-hcloud:v0.9.0'}}\n";
 
 fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
