@@ -173,3 +173,12 @@ pub fn render_cloud_init(values: &[(&str, &str)], secrets: &[(&str, &str)]) -> S
     assert!(!text.contains("${"), "unrendered variable left:\n{text}");
     text.replace("$${", "${")
 }
+
+/// `tool`'s path on PATH.
+pub fn which(tool: &str) -> std::path::PathBuf {
+    require(tool, tool);
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap()
+}

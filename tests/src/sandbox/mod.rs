@@ -2,18 +2,18 @@
 //! directory: both fakes, a notify socket, config, token and kubeconfig.
 //! The agent is the real binary, run as a child process.
 
+mod agent;
+mod binary;
+mod checks;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 pub use nix::sys::signal::Signal;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::apiserver::FakeApiServer;
 use crate::catalyst::FakeCatalystApi;
@@ -21,6 +21,12 @@ use crate::http::PlainServer;
 use crate::journal::FakeJournal;
 use crate::notify::NotifyListener;
 use crate::pki::Pki;
+
+pub use self::agent::{Agent, Finished, assert_exit, is_private};
+pub use self::binary::{
+    agent_binary, agent_command, agent_runner, built_agent, is_stale, patience,
+    skip_under_emulation, under_emulation,
+};
 
 pub const DEPLOYMENT_ID: &str = "0f1e2d3c4b5a6978";
 /// TEST-NET-3 (RFC 5737): written into the kubeconfig, never contacted. It
@@ -42,116 +48,6 @@ pub const TUNED: &[(&str, &str, &str)] = &[
     ("retry.max_delay", "400ms", "60s"),
     ("retry.overloaded_delay", "50ms", "10s"),
 ];
-
-/// The agent binary of this workspace's build.
-pub fn agent_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("CATALYST_BOOTSTRAP_BIN") {
-        return PathBuf::from(path);
-    }
-    let bin = built_agent();
-    assert!(
-        !is_stale(&bin),
-        "{} is missing or older than agent/src; run `cargo test --workspace` (or `cargo build -p catalyst-bootstrap`), \
-         which builds it, rather than testing a stale binary",
-        bin.display()
-    );
-    bin
-}
-
-/// Where cargo puts the agent for the profile of the running program:
-/// target/<profile>/deps/<test> or target/<profile>/<bin>.
-pub fn built_agent() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("catalyst-bootstrap")
-}
-
-/// `bin` is missing or older than the agent's sources.
-pub fn is_stale(bin: &Path) -> bool {
-    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
-    let agent = crate::ship::root().join("agent");
-    let manifest = std::fs::metadata(agent.join("Cargo.toml"))
-        .and_then(|m| m.modified())
-        .ok();
-    let sources = newest_change(&agent.join("src")).max(manifest);
-    built.is_none_or(|b| sources.is_some_and(|s| b < s))
-}
-
-/// The command that runs the agent before its arguments: the runner prefix
-/// from `CATALYST_BOOTSTRAP_RUNNER` (split on whitespace; for example
-/// `qemu-aarch64-static` to run an arm64 `CATALYST_BOOTSTRAP_BIN` on
-/// x86_64), then the agent binary. With qemu-user the process started is
-/// the emulator running the agent: it has the agent's PID, and signals sent
-/// to it reach the agent.
-pub fn agent_command() -> std::process::Command {
-    let runner = agent_runner();
-    let mut cmd = match runner.split_first() {
-        Some((program, args)) => {
-            let mut cmd = std::process::Command::new(program);
-            cmd.args(args).arg(agent_binary());
-            cmd
-        }
-        None => std::process::Command::new(agent_binary()),
-    };
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// `CATALYST_BOOTSTRAP_RUNNER`, split on whitespace; empty when unset.
-pub fn agent_runner() -> Vec<String> {
-    std::env::var("CATALYST_BOOTSTRAP_RUNNER")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-/// True when the agent runs through a runner (an emulator): it starts
-/// slower and some of what a test observes from outside is the emulator's.
-pub fn under_emulation() -> bool {
-    !agent_runner().is_empty()
-}
-
-/// How long a wait that is not itself the assertion should allow: `base`
-/// natively, four times that under emulation (qemu-user starts the agent
-/// in hundreds of milliseconds and runs it several times slower).
-pub fn patience(base: Duration) -> Duration {
-    if under_emulation() { base * 4 } else { base }
-}
-
-/// For a test that cannot hold under emulation: prints that `test` is
-/// skipped and why (so the run shows it, never a silent pass) and returns
-/// true; natively returns false and the test runs.
-pub fn skip_under_emulation(test: &str, reason: &str) -> bool {
-    if !under_emulation() {
-        return false;
-    }
-    let line = format!(
-        "SKIPPED under CATALYST_BOOTSTRAP_RUNNER={:?}: {test}: {reason}",
-        agent_runner().join(" ")
-    );
-    println!("{line}");
-    eprintln!("{line}");
-    true
-}
-
-/// The newest modification time of any file under `dir`.
-fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_change(&path)
-        } else {
-            entry.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(time);
-    }
-    newest
-}
 
 fn tuned(key: &str) -> &'static str {
     TUNED.iter().find(|t| t.0 == key).expect("a tuned key").1
@@ -599,126 +495,6 @@ retry:
     /// outside the secret's own alphabet is removed (an echo with something
     /// put between its characters). And nothing there carries ESC or BEL
     /// (terminal control for the SRE who reads it).
-    pub fn assert_no_leaks(&self, outputs: &[&str]) {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        let mut secrets = vec![("bearer token", self.token.clone())];
-        if let Some(wire) = self
-            .seed_secret()
-            .and_then(|s| s["data"]["recovery-seed"].as_str().map(str::to_string))
-        {
-            // A test may have put any value there; the forms that decode count.
-            let text = b64
-                .decode(&wire)
-                .ok()
-                .and_then(|t| String::from_utf8(t).ok());
-            if let Some(text) = text {
-                if let Ok(raw) = b64.decode(&text) {
-                    secrets.push(("seed (hex)", hex(&raw)));
-                }
-                secrets.push(("seed (base64)", text));
-            }
-            secrets.push(("seed (double base64)", wire));
-        }
-        let key_body: String = self
-            .pki
-            .client
-            .key_pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        secrets.push(("client key", key_body));
-        for value in self.values.lock().unwrap().iter() {
-            secrets.push(("a bootstrap Secret's value", value.clone()));
-            secrets.push(("a bootstrap Secret's value (base64)", b64.encode(value)));
-        }
-        secrets.push(("client key (base64)", b64.encode(&self.pki.client.key_pem)));
-
-        let mut haystacks: Vec<(String, String)> = outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (format!("output #{i}"), o.to_string()))
-            .collect();
-        haystacks.push((
-            "sd_notify messages".into(),
-            self.notify.messages().join("\n"),
-        ));
-        self.journal.sync();
-        haystacks.push(("the journal".into(), self.journal.text(None)));
-        if let Ok(entries) = std::fs::read_dir(self.state_dir()) {
-            for entry in entries.flatten() {
-                let content = std::fs::read(entry.path()).unwrap_or_default();
-                haystacks.push((
-                    entry.path().display().to_string(),
-                    String::from_utf8_lossy(&content).into_owned(),
-                ));
-            }
-        }
-        for (place, text) in &haystacks {
-            if let Some(at) = text.find(['\u{1b}', '\u{7}', '\u{9b}']) {
-                let around: String = text[at.saturating_sub(80)..].chars().take(160).collect();
-                panic!("ESC, BEL or CSI in {place}: …{around:?}…");
-            }
-            for (what, secret) in &secrets {
-                let hex_secret = secret.bytes().all(|c| c.is_ascii_hexdigit());
-                let keep = |c: char| {
-                    if hex_secret {
-                        c.is_ascii_hexdigit()
-                    } else {
-                        c.is_ascii_alphanumeric() || c == '+' || c == '/'
-                    }
-                };
-                let stripped: String = text.chars().filter(|c| keep(*c)).collect();
-                let stripped = if hex_secret {
-                    stripped.to_ascii_lowercase()
-                } else {
-                    stripped
-                };
-                let pure: String = secret.chars().filter(|c| keep(*c)).collect();
-                // Any 32 characters of it, at every 16th offset.
-                let chars: Vec<char> = pure.chars().collect();
-                for start in (0..chars.len().saturating_sub(32) + 1).step_by(16) {
-                    let window: String =
-                        chars[start..(start + 32).min(chars.len())].iter().collect();
-                    assert!(!text.contains(&window), "{what} leaked into {place}");
-                    assert!(
-                        !stripped.contains(&window),
-                        "{what} leaked into {place} (with other characters between its own)"
-                    );
-                }
-            }
-        }
-    }
-
-    /// Every sd_notify datagram from the `from`-th on (one run's) is the
-    /// agent's own `KEY=value` lines; `READY=1` comes at most once, with
-    /// the agent's own words: the critical work done, or the whole job.
-    pub fn assert_notify_well_formed(&self, from: usize) {
-        const KEYS: &[&str] = &["STATUS", "READY", "STOPPING", "EXTEND_TIMEOUT_USEC"];
-        let messages = self.notify.messages().split_off(from);
-        let mut ready = 0;
-        for (i, message) in messages.iter().enumerate() {
-            for line in message.lines() {
-                let key = line.split_once('=').map(|(k, _)| k).unwrap_or(line);
-                assert!(
-                    KEYS.contains(&key),
-                    "sd_notify datagram #{i} carries {line:?}, not a key of the agent's: {message:?}"
-                );
-                if line == "READY=1" {
-                    ready += 1;
-                    assert!(
-                        message.contains(
-                            "STATUS=kubeconfig, seed and bootstrap Secrets done; handing the cluster to Flux"
-                        ) || message.contains("STATUS=Done"),
-                        "READY=1 (datagram #{i}) without the agent's words for it: {message:?}"
-                    );
-                }
-            }
-        }
-        assert!(ready <= 1, "READY=1 sent {ready} times");
-    }
-
     /// Starts counting writes of `state.json` (creating the state directory).
     pub fn watch_state_writes(&self) -> StateWrites {
         std::fs::create_dir_all(self.state_dir()).unwrap();
@@ -773,147 +549,4 @@ impl StateWrites {
             }
         }
     }
-}
-
-/// A running agent whose stdout and stderr are collected as it goes.
-pub struct Agent {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<tokio::task::JoinHandle<()>>,
-    /// Set for `spawn_journaled`: its entries count as stderr.
-    journal: Option<FakeJournal>,
-    /// The PID, kept for the journal after the process is reaped.
-    pid: i32,
-}
-
-#[derive(Debug)]
-pub struct Finished {
-    pub code: Option<i32>,
-    pub stdout: String,
-    /// With `spawn_journaled`, its journal entries too, one line each.
-    pub stderr: String,
-    /// How many entries it sent to the journal.
-    pub journal_entries: usize,
-}
-
-fn collect(
-    stream: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
-    sink: Arc<Mutex<String>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let Some(mut stream) = stream else { return };
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    })
-}
-
-impl Agent {
-    pub fn spawn(mut cmd: Command) -> Agent {
-        let mut child = cmd.spawn().expect("spawning the agent");
-        let pid = child.id().expect("a new child has a PID") as i32;
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(child.stdout.take(), stdout.clone()),
-            collect(child.stderr.take(), stderr.clone()),
-        ];
-        Agent {
-            child,
-            stdout,
-            stderr,
-            readers,
-            journal: None,
-            pid,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    pub fn stderr(&self) -> String {
-        let mut text = self.stderr.lock().unwrap().clone();
-        if let Some(journal) = &self.journal {
-            text.push_str(&journal.text(Some(self.pid)));
-        }
-        text
-    }
-
-    pub fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid()), signal).expect("signalling the agent");
-    }
-
-    /// Waits until `cond` holds for stderr, or panics after `timeout`.
-    pub async fn wait_for_stderr(&self, timeout: Duration, cond: impl Fn(&str) -> bool) {
-        let end = tokio::time::Instant::now() + timeout;
-        while !cond(&self.stderr()) {
-            assert!(
-                tokio::time::Instant::now() < end,
-                "timed out; stderr so far:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// True once the process has exited (it is not reaped twice: `finish` still works).
-    pub fn try_finished(&self) -> bool {
-        // kill(pid, 0) fails once the child is gone or a zombie is reaped; a
-        // zombie still "exists", so look at its state instead.
-        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id().unwrap_or(0)))
-            .map(|s| {
-                s.split(") ")
-                    .nth(1)
-                    .is_some_and(|rest| rest.starts_with('Z'))
-            })
-            .unwrap_or(true)
-    }
-
-    /// Waits for the exit (at most two minutes) and returns what it printed.
-    pub async fn finish(mut self) -> Finished {
-        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
-            .await
-            .expect("agent did not exit within 120 s")
-            .expect("waiting for the agent");
-        for r in self.readers.drain(..) {
-            let _ = r.await;
-        }
-        let journal_entries = self.journal.as_ref().map_or(0, |journal| {
-            journal.sync();
-            journal
-                .entries()
-                .iter()
-                .filter(|e| e.pid == self.pid)
-                .count()
-        });
-        Finished {
-            code: status.code(),
-            stdout: self.stdout.lock().unwrap().clone(),
-            stderr: self.stderr(),
-            journal_entries,
-        }
-    }
-}
-
-/// True when `path` exists and no one but the owner may read it.
-pub fn is_private(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 == 0)
-}
-
-/// The run ended with `code`; says what it printed when not.
-pub fn assert_exit(out: &Finished, code: i32) {
-    assert_eq!(
-        out.code,
-        Some(code),
-        "unexpected exit; stderr:\n{}",
-        out.stderr
-    );
 }

@@ -1,11 +1,16 @@
-//! The cloud-init byte budget: a node that adopts the agent must render
-//! smaller than upstream's control-plane user_data does today. Rendered as
+//! The cloud-init snippet: valid cloud-config, an install step that installs
+//! only the pinned package, and the byte budget: a node that adopts the
+//! agent must render smaller than upstream's control-plane user_data does
+//! today. Rendered as
 //! upstream renders it (OpenTofu, comment lines stripped with
 //! `(?m)^[ ]*#( |$).*\n`, headers merged into upstream's), with values of
 //! realistic length, and counting everything adoption changes: the snippet,
 //! and the longer paths of the files that move into the agent's directories.
 
-use catalyst_bootstrap_tests::ship::{render_cloud_init, root};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use catalyst_bootstrap_tests::ship::{render_cloud_init, root, which};
 
 /// Upstream's items that the agent replaces, with their rendered sizes
 /// (docs/contract.md §8).
@@ -201,4 +206,167 @@ fn the_snippet_restates_no_default() {
     ] {
         assert!(!snippet.contains(restated), "{restated}:\n{snippet}");
     }
+}
+
+/// The snippet as OpenTofu renders it for one node: the package's URL and
+/// SHA-256 of that node's arch.
+fn rendered_snippet(deb_url: &str, deb_sha256: &str) -> String {
+    render_cloud_init(
+        &[
+            ("deployment_id", "0f1e2d3c4b5a6978"),
+            ("catalyst_api_url", "https://console.openova.io/sovereign"),
+            ("public_address", "hetzner-metadata"),
+            ("sovereign_fqdn", "api.sovereign.example.com"),
+            ("kubeconfig_bearer", &"a".repeat(64)),
+            ("agent_deb_url", deb_url),
+            ("agent_deb_sha256", deb_sha256),
+        ],
+        &[],
+    )
+}
+
+const RELEASES: &str = "https://releases.openova.io/catalyst-bootstrap/0.1.0";
+
+#[test]
+fn cloud_init_snippet_is_valid() {
+    let rendered = rendered_snippet(
+        &format!("{RELEASES}/catalyst-bootstrap_0.1.0_amd64.deb"),
+        &"e".repeat(64),
+    );
+    println!(
+        "rendered cloud-init snippet: {} bytes with comments (tests/budget.rs counts it as upstream renders it)",
+        rendered.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("user-data");
+    std::fs::write(&file, &rendered).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // cloud-init of the test rootfs (Debian bookworm, as on the nodes), not
+    // of the host: installed there, it would configure the host's next boot.
+    let out = catalyst_bootstrap_tests::container::run_in_rootfs(
+        &["cloud-init", "schema", "--config-file", "/run/user-data"],
+        &[(&file, "/run/user-data")],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("Valid cloud-config"),
+        "cloud-init schema:\n{text}"
+    );
+}
+
+/// What the snippet's install script did on a node of one architecture.
+struct Install {
+    ok: bool,
+    /// The package content `dpkg -i` got, if any.
+    installed: Option<String>,
+    /// The URLs curl fetched.
+    fetched: String,
+    /// What systemctl was asked.
+    started: String,
+    stderr: String,
+}
+
+/// Runs the snippet's runcmd item as cloud-init would (`sh -c`), with
+/// stand-ins for curl (serving `packages`, URL → content), dpkg and
+/// systemctl.
+fn install_on(rendered: &str, packages: &[(&str, &str)]) -> Install {
+    let dir = tempfile::tempdir().unwrap();
+    // The one runcmd item, as sh runs it; its download goes to this test's
+    // directory instead of the host's /run.
+    let script = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("- curl "))
+        .map(|rest| format!("curl {rest}"))
+        .expect("the runcmd item")
+        .replace(
+            "/run/c.deb",
+            &dir.path().join("c.deb").display().to_string(),
+        );
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // Only these tools: the host's catalyst-bootstrap, if any, is not found.
+    for tool in ["sh", "sha256sum", "rm", "cat", "echo"] {
+        std::os::unix::fs::symlink(which(tool), bin.join(tool)).unwrap();
+    }
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    for (i, (url, content)) in packages.iter().enumerate() {
+        std::fs::write(served.join(i.to_string()), content).unwrap();
+        std::fs::write(served.join(format!("{i}.url")), url).unwrap();
+    }
+    let fakes = [
+        (
+            "curl",
+            r#"out=; prev=; for a; do [ "$prev" = -o ] && out=$a; case $a in -[a-zA-Z]*o?*) out=${a#*o} ;; esac; prev=$a; url=$a; done
+for f in "$FAKE"/served/*.url; do
+  if [ "$(cat "$f")" = "$url" ]; then echo "$url" >> "$FAKE/fetched"; cat "${f%.url}" > "$out"; exit 0; fi
+done
+echo "curl: (22) 404 $url" >&2; exit 22"#,
+        ),
+        (
+            "dpkg",
+            r#"case $1 in -i) cat "$2" > "$FAKE/installed" ;; *) exit 2 ;; esac"#,
+        ),
+        ("systemctl", r#"echo "systemctl $*" >> "$FAKE/log""#),
+    ];
+    for (name, body) in fakes {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(bin.join("sh"))
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("FAKE", dir.path())
+        .output()
+        .unwrap();
+    Install {
+        ok: out.status.success(),
+        installed: std::fs::read_to_string(dir.path().join("installed")).ok(),
+        fetched: std::fs::read_to_string(dir.path().join("fetched")).unwrap_or_default(),
+        started: std::fs::read_to_string(dir.path().join("log")).unwrap_or_default(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn sha256(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Each node fetches the package of its arch, installs it only when its
+/// SHA-256 matches the pin, and starts the unit; a mismatch installs
+/// nothing, starts nothing and fails the item visibly.
+#[test]
+fn cloud_init_snippet_installs_only_the_pinned_package() {
+    let url = format!("{RELEASES}/catalyst-bootstrap_0.1.0_arm64.deb");
+    let deb = "the arm64 package";
+    let packages = [(url.as_str(), deb)];
+    let run = install_on(&rendered_snippet(&url, &sha256(deb)), &packages);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.fetched.trim(), url.as_str());
+    assert_eq!(run.installed.as_deref(), Some(deb));
+    assert_eq!(
+        run.started.trim(),
+        "systemctl start --no-block catalyst-bootstrap"
+    );
+
+    let run = install_on(
+        &rendered_snippet(&url, &sha256("another package")),
+        &packages,
+    );
+    assert!(!run.ok, "a SHA-256 mismatch passed");
+    assert!(
+        run.installed.is_none(),
+        "installed despite a SHA-256 mismatch"
+    );
+    assert!(run.started.is_empty(), "started despite a SHA-256 mismatch");
+    assert!(run.stderr.contains("did NOT match"), "{}", run.stderr);
+
+    // A download that fails installs nothing either.
+    let run = install_on(&rendered_snippet(&url, &sha256(deb)), &[]);
+    assert!(!run.ok && run.installed.is_none() && run.started.is_empty());
 }
