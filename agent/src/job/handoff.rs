@@ -139,7 +139,7 @@ impl Job<'_> {
                 name: &object.name,
             };
             let served = discovery.resolve(&object.api_version, &object.kind).await;
-            if let Err(ApplyError::NotServed { .. }) = served {
+            if let Err(ApplyError::NotServed) = served {
                 self.teller().tell(&KindAwaited {
                     kind: &object.kind,
                     api_version: &object.api_version,

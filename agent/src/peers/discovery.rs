@@ -11,7 +11,6 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::exit::Exit;
-use crate::memory::untrusted::Untrusted;
 use crate::peers::cluster::{Cluster, KubeError};
 use crate::peers::retry::{Classify, Retry, Verdict};
 
@@ -24,8 +23,9 @@ pub(crate) struct Resource {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApplyError {
-    #[error("{kind} ({api_version}) is not served yet (its CRD is absent or not Established)")]
-    NotServed { api_version: String, kind: String },
+    /// The step that waits names the kind; this says why it waits.
+    #[error("not served yet: no CRD for it is Established")]
+    NotServed,
     #[error(transparent)]
     Kube(#[from] KubeError),
 }
@@ -33,7 +33,7 @@ pub(crate) enum ApplyError {
 impl Classify for ApplyError {
     fn verdict(&self) -> Verdict {
         match self {
-            ApplyError::NotServed { .. } => Verdict::Retry(Retry::default()),
+            ApplyError::NotServed => Verdict::Retry(Retry::default()),
             // The object itself is wrong: no retry makes it right.
             ApplyError::Kube(e) if matches!(e.code(), Some(400 | 422)) => {
                 Verdict::Permanent(Exit::Invalid)
@@ -109,10 +109,7 @@ impl Discovery {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(api_version.to_string(), listed);
-        found.ok_or_else(|| ApplyError::NotServed {
-            api_version: Untrusted::new(api_version).shown(),
-            kind: Untrusted::new(kind).shown(),
-        })
+        found.ok_or(ApplyError::NotServed)
     }
 
     /// Server-side apply of one object; a 404 (its kind gone from the
@@ -185,6 +182,7 @@ pub(crate) fn path(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::untrusted::Untrusted;
 
     #[test]
     fn a_resource_list_maps_kinds_to_resources_without_subresources() {
@@ -256,10 +254,7 @@ mod tests {
                 "{code}"
             );
         }
-        let missing = ApplyError::NotServed {
-            api_version: "pkg.crossplane.io/v1".into(),
-            kind: "Provider".into(),
-        };
+        let missing = ApplyError::NotServed;
         assert_eq!(missing.verdict(), Verdict::Retry(Retry::default()));
     }
 }

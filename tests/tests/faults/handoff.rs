@@ -157,7 +157,7 @@ pub(crate) const CASES: &[Case] = &[
         start: Start::DEFAULT,
         setup: |sb| sb.write_handoff("flux-bootstrap.yaml", FLUX),
         drive: Drive::Signal {
-            ready: |_, e| e.contains("is not served yet"),
+            ready: |_, e| e.contains("not served yet"),
             signal: Signal::SIGTERM,
         },
         exit: Some(75),

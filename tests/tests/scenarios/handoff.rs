@@ -72,7 +72,7 @@ async fn a_kind_served_three_seconds_in_is_waited_for_and_the_put_does_not_wait(
     // The kubeconfig is delivered, and READY=1 sent, while the hand-off
     // still waits for its kinds.
     agent
-        .wait_for_stderr(Duration::from_secs(20), |e| e.contains("is not served yet"))
+        .wait_for_stderr(Duration::from_secs(20), |e| e.contains("not served yet"))
         .await;
     let waited = std::time::Instant::now();
     while sb.catalyst.store_count(DEPLOYMENT_ID) == 0 {
