@@ -71,7 +71,7 @@ fn status_help_lists_its_exit_codes() {
         "2   command-line usage error",
         "3   not done yet",
         "4   the state file",
-        "78  the configuration",
+        "78  a configuration exists but does not load",
     ] {
         assert!(
             help.contains(word),

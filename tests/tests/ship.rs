@@ -226,7 +226,11 @@ fn lintian(a: &Artifacts) {
     assert!(findings.is_empty(), "lintian:\n{text}");
 }
 
+/// Each of the two is a cold release build of a copy (minutes on 2 cores):
+/// `.ci/run` runs them after `tests/run`, which leaves them out of a
+/// contributor's loop (`tests/run -- --ignored` runs them too).
 #[test]
+#[ignore = "a cold release build from a copy: .ci/run runs it"]
 fn two_builds_from_different_checkouts_are_identical() {
     reproducible(artifacts());
 }
@@ -235,6 +239,7 @@ fn two_builds_from_different_checkouts_are_identical() {
 /// from the checkout (CATALYST_BOOTSTRAP_ARM64_OUT), the second is made here
 /// from a copy in another directory with another target dir.
 #[test]
+#[ignore = "a cold release build from a copy: .ci/run runs it"]
 fn arm64_two_builds_from_different_checkouts_are_identical() {
     reproducible(arm64_artifacts());
 }
