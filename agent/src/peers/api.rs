@@ -416,4 +416,35 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon"), None);
     }
+
+    /// The client trusts only `ca_bundle` when it is set: a file with no
+    /// certificate in it is refused as configuration (a default client
+    /// would trust the system store instead, silently).
+    #[test]
+    fn a_ca_bundle_must_hold_a_certificate() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let config = |bundle: &str| {
+            let path = dir.path().join("ca.pem");
+            std::fs::write(&path, bundle).unwrap();
+            let file = dir.path().join("config.yaml");
+            std::fs::write(
+                &file,
+                format!(
+                    "deployment_id: \"0123456789abcdef\"\ncatalyst_api_url: https://console.openova.io/sovereign\n\
+                     public_address: 203.0.113.10\nca_bundle: {}\n",
+                    path.display()
+                ),
+            )
+            .unwrap();
+            crate::config::load(Some(&file), &crate::config::Overrides::default()).unwrap()
+        };
+        let err = client(&config("no certificate in here\n")).unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::Config);
+        assert!(
+            format!("{err:#}").contains("holds no PEM certificate"),
+            "{err:#}"
+        );
+        assert!(client(&config(include_str!("testdata/ca.pem"))).is_ok());
+    }
 }

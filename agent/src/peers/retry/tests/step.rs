@@ -216,6 +216,38 @@ async fn retries_until_success() {
     );
 }
 
+/// A reporter that does not wait out refused connections quietly hears
+/// them like any failure (`Progress::unanswered`'s default).
+#[tokio::test(start_paused = true)]
+async fn a_refused_try_is_told_as_a_retry_by_default() {
+    let log = Log::default();
+    let far = Instant::now() + Duration::from_secs(60);
+    let refused = Retry {
+        refused: true,
+        ..Retry::default()
+    };
+    let got = step(&fast(), far, "thing", &log)
+        .retry(|n| async move {
+            if n < 2 {
+                Err(Fake(Verdict::Retry(refused)))
+            } else {
+                Ok(n)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, 2);
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        vec![
+            "attempt 1",
+            "retry 1: fake: Retry(Retry { after: None, refused: true, overloaded: false })",
+            "attempt 2",
+            "succeeded 2"
+        ]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_alarming_failure_is_told_before_it_is_retried() {
     let log = Log::default();
