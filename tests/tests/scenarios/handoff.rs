@@ -274,6 +274,15 @@ async fn a_secret_in_the_manifests_directory_is_refused_before_anything_is_sent(
             "{FLUX}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ghcr-pull, namespace: flux-system}}\nstringData: {{token: ghp_notShownAnywhere0123456789}}\n"
         ),
     );
+    // check-config refuses it as a run would.
+    let checked = sb.command(&["check-config"]).output().await.unwrap();
+    assert_eq!(checked.status.code(), Some(65));
+    assert!(
+        String::from_utf8_lossy(&checked.stderr)
+            .contains("flux-bootstrap.yaml, document 3: is a Secret"),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let out = sb.run().await;
     assert_exit(&out, 65);
     assert_stderr(
