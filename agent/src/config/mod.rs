@@ -519,9 +519,15 @@ impl Layers {
             overloaded: self.parsed("retry.overloaded_delay", parse_duration)?,
         };
         if retry.initial.is_zero() || retry.initial > retry.max {
+            // The layer that set one of the two (found by the fuzzer: only
+            // `retry.max_delay` set, below the default initial delay, named
+            // "defaults" as the culprit).
+            let origin = match self.origin.get("retry.initial_delay") {
+                Some(set) => set.as_str(),
+                None => self.origin("retry.max_delay"),
+            };
             bail!(
-                "{}: `retry.initial_delay` must be above zero and not above `retry.max_delay`",
-                self.origin("retry.initial_delay")
+                "{origin}: `retry.initial_delay` must be above zero and not above `retry.max_delay`"
             );
         }
         let deployment_id = self.parsed("deployment_id", parse_deployment_id)?;

@@ -500,3 +500,12 @@ fn a_node_never_configured_is_told_apart_from_one_configured_wrongly() {
     std::fs::write(etc.join("config.yaml"), "").unwrap();
     assert!(!nothing_configured_in(None, &dirs));
 }
+
+/// Found by the fuzzer: a max delay below the default initial delay blamed
+/// "defaults" instead of the file that set it.
+#[test]
+fn a_max_delay_below_the_default_initial_delay_names_its_file() {
+    let text = load_err(&format!("{MINIMAL}retry:\n  max_delay: 500ms\n"));
+    assert!(text.contains("config.yaml"), "{text}");
+    assert!(!text.starts_with("defaults"), "{text}");
+}
