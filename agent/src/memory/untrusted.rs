@@ -293,6 +293,36 @@ mod tests {
         STANDARD.encode(bytes)
     }
 
+    /// `+` and `/` are characters of a base64 secret: a text that has the
+    /// secret's other characters without them is not the secret.
+    #[test]
+    fn plus_and_slash_are_part_of_a_base64_secret() {
+        let hex = random_hex();
+        let (x, y, z) = (&hex[..8], &hex[8..16], &hex[16..24]);
+        register(Alphabet::Base64, format!("{x}+{y}/{z}").as_bytes());
+        let echo = format!("bad value {x}+{y}/{z}");
+        assert_eq!(Untrusted::new(&echo).shown(), WITHHELD);
+        let other = format!("a different value {x}{y}{z}");
+        assert_eq!(Untrusted::new(&other).shown(), other);
+    }
+
+    /// A key read from a file is recognised by its base64 body, whatever
+    /// its line breaks; the armour lines are words, not the secret.
+    #[test]
+    fn a_pem_body_is_recognised_without_its_armour() {
+        let body = random_base64(48);
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n{}\n-----END PRIVATE KEY-----\n",
+            &body[..32],
+            &body[32..]
+        );
+        register_pem(pem.as_bytes());
+        let echo = format!("tls: bad key data {}", &body[20..50]);
+        assert_eq!(Untrusted::new(&echo).shown(), WITHHELD);
+        let armour = "expected -----BEGIN PRIVATE KEY----- and -----END PRIVATE KEY-----";
+        assert_eq!(Untrusted::new(armour).shown(), armour);
+    }
+
     #[test]
     fn control_and_format_characters_are_escaped_visibly() {
         let text = Untrusted::new(
