@@ -66,24 +66,45 @@ struct ResourceEntry {
     namespaced: bool,
 }
 
-/// One API server, and what its discovery said per group version (`v1`,
-/// `group/version`).
+/// What discovery said, per group version (`v1`, `group/version`): kind →
+/// resource.
+#[derive(Default)]
+struct Known(Mutex<HashMap<String, HashMap<String, Resource>>>);
+
+impl Known {
+    fn get(&self, api_version: &str, kind: &str) -> Option<Resource> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(api_version)?.get(kind).cloned()
+    }
+
+    fn set(&self, api_version: &str, listed: HashMap<String, Resource>) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(api_version.to_string(), listed);
+    }
+
+    /// After a failed apply: a 404 may mean the kind is gone from the
+    /// server (its CRD deleted), so the next try asks discovery again; any
+    /// other failure says nothing about discovery.
+    fn after_failure(&self, api_version: &str, code: Option<u16>) {
+        if code == Some(404) {
+            let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            known.remove(api_version);
+        }
+    }
+}
+
+/// One API server, and what its discovery said.
 pub(crate) struct Discovery {
     cluster: Cluster,
-    known: Mutex<HashMap<String, HashMap<String, Resource>>>,
+    known: Known,
 }
 
 impl Discovery {
     pub(crate) fn new(cluster: &Cluster) -> Discovery {
         Discovery {
             cluster: cluster.clone(),
-            known: Mutex::default(),
+            known: Known::default(),
         }
-    }
-
-    fn cached(&self, api_version: &str, kind: &str) -> Option<Resource> {
-        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.get(api_version)?.get(kind).cloned()
     }
 
     /// The resource serving `kind`, asking the API server only when the last
@@ -93,7 +114,7 @@ impl Discovery {
         api_version: &str,
         kind: &str,
     ) -> Result<Resource, ApplyError> {
-        if let Some(found) = self.cached(api_version, kind) {
+        if let Some(found) = self.known.get(api_version, kind) {
             return Ok(found);
         }
         let path = match api_version {
@@ -105,10 +126,7 @@ impl Discovery {
             None => HashMap::new(),
         };
         let found = listed.get(kind).cloned();
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(api_version.to_string(), listed);
+        self.known.set(api_version, listed);
         found.ok_or(ApplyError::NotServed)
     }
 
@@ -127,12 +145,7 @@ impl Discovery {
         match self.cluster.apply(&path, manager, body).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                if e.code() == Some(404) {
-                    self.known
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(api_version);
-                }
+                self.known.after_failure(api_version, e.code());
                 Err(e.into())
             }
         }
@@ -232,6 +245,33 @@ mod tests {
             path("v1", &cm, None, "x"),
             "/api/v1/namespaces/default/configmaps/x"
         );
+    }
+
+    #[test]
+    fn what_discovery_said_is_kept_until_a_404_says_it_is_stale() {
+        let known = Known::default();
+        let providers = Resource {
+            plural: "providers".into(),
+            namespaced: false,
+        };
+        let listed = HashMap::from([("Provider".to_string(), providers.clone())]);
+        known.set("pkg.crossplane.io/v1", listed);
+        assert_eq!(
+            known.get("pkg.crossplane.io/v1", "Provider"),
+            Some(providers.clone())
+        );
+        assert_eq!(known.get("pkg.crossplane.io/v1", "ProviderConfig"), None);
+        assert_eq!(known.get("v1", "Provider"), None);
+        for code in [None, Some(409), Some(422), Some(503)] {
+            known.after_failure("pkg.crossplane.io/v1", code);
+            assert_eq!(
+                known.get("pkg.crossplane.io/v1", "Provider"),
+                Some(providers.clone()),
+                "{code:?}"
+            );
+        }
+        known.after_failure("pkg.crossplane.io/v1", Some(404));
+        assert_eq!(known.get("pkg.crossplane.io/v1", "Provider"), None);
     }
 
     #[test]

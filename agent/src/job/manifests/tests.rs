@@ -43,6 +43,7 @@ fn files_in_name_order_objects_in_document_order() {
         ("notes.txt", "not a manifest"),
     ]);
     let m = Manifests::load(dir.path()).unwrap();
+    assert!(!m.is_empty());
     let files: Vec<(&str, bool)> = m
         .files
         .iter()
@@ -145,7 +146,11 @@ fn fields_are_checked_and_named() {
         ("apiVersion: v1\nmetadata: {name: x}\n", "`kind` is missing"),
         (
             "apiVersion: v1\nkind: ConfigMapList\nmetadata: {name: x}\nitems: []\n",
-            "is a list",
+            "kind ConfigMapList is a list",
+        ),
+        (
+            "apiVersion: Not_A_Group/v1\nkind: X\nmetadata: {name: x}\n",
+            "`apiVersion`",
         ),
         ("apiVersion: v1\nkind: ConfigMap\n", "`metadata` is missing"),
         (
@@ -204,4 +209,23 @@ fn an_answer_that_echoes_a_body_is_withheld_but_names_are_shown() {
         "{}",
         named.shown()
     );
+}
+
+#[test]
+fn objects_of_one_type_with_other_names_are_not_repeats() {
+    let two = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: x}\n---\n\
+               apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: x}\n";
+    let dir = dir_with(&[("cm.yaml", two)]);
+    let m = Manifests::load(dir.path()).unwrap();
+    assert_eq!(m.files[0].objects.len(), 2);
+}
+
+#[test]
+fn strings_in_lists_are_withheld_too() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lists, namespace: x}\n\
+                extra: [\"a-listed-value-0c4f9e1d2b7a6358\"]\n";
+    let dir = dir_with(&[("cm.yaml", text)]);
+    Manifests::load(dir.path()).unwrap();
+    let echo = Untrusted::new("rejected: a-listed-value-0c4f9e1d2b7a6358 is not allowed");
+    assert_eq!(echo.shown(), untrusted::WITHHELD);
 }
