@@ -4,20 +4,9 @@
 //! mount namespace. Like journald it takes each sender's PID from the
 //! kernel (`SCM_CREDENTIALS`) and reads large entries from a passed memfd.
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::path::Path;
 
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
-};
-
-/// What `sync` sends; no agent sends this field.
-const MARK: &[u8] = b"FAKE_JOURNAL_SYNC=1\n";
+use crate::inbox::Inbox;
 
 /// One journal entry: the sender's PID and its fields in order.
 #[derive(Debug, Clone)]
@@ -45,77 +34,39 @@ impl Entry {
     }
 }
 
-/// The fake journald. Cheap to clone; the receiving thread ends with the
-/// last clone.
+/// The fake journald. Cheap to clone.
 #[derive(Clone)]
 pub struct FakeJournal {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     /// Mounted over `/run/systemd`; the socket is `journal/socket` in it.
-    dir: PathBuf,
-    entries: Arc<Mutex<Vec<Entry>>>,
-    /// `MARK` datagrams seen, the barrier of `sync`.
-    marks: Arc<Mutex<u64>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+    dir: std::path::PathBuf,
+    inbox: Inbox<Entry>,
 }
 
 impl FakeJournal {
     pub fn start(dir: &Path) -> FakeJournal {
         let socket_path = dir.join("journal/socket");
         std::fs::create_dir_all(socket_path.parent().unwrap()).unwrap();
-        let socket = UnixDatagram::bind(&socket_path).expect("binding the journal socket");
-        setsockopt(&socket, sockopt::PassCred, &true).expect("SO_PASSCRED");
-        // The agent's entries are small; journald's own limit is far above.
-        setsockopt(&socket, sockopt::RcvBuf, &(4 << 20)).expect("SO_RCVBUF");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let inner = Inner {
-            dir: dir.to_path_buf(),
-            entries: Arc::default(),
-            marks: Arc::default(),
-            stop: Arc::default(),
-        };
-        let (entries, marks, stop) = (
-            inner.entries.clone(),
-            inner.marks.clone(),
-            inner.stop.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 1 << 20];
-            while !stop.load(Ordering::Relaxed) {
-                let Some((pid, payload)) = receive(&socket, &mut buf) else {
-                    continue;
-                };
-                if payload == MARK {
-                    *marks.lock().unwrap() += 1;
-                } else if !payload.is_empty() {
-                    let fields = parse(&payload)
-                        .unwrap_or_else(|e| panic!("a malformed journal datagram: {e}"));
-                    entries.lock().unwrap().push(Entry { pid, fields });
-                }
-            }
+        let inbox = Inbox::bind(&socket_path, |pid, payload| {
+            (!payload.is_empty()).then(|| {
+                let fields =
+                    parse(&payload).unwrap_or_else(|e| panic!("a malformed journal datagram: {e}"));
+                Entry { pid, fields }
+            })
         });
         FakeJournal {
-            inner: Arc::new(inner),
+            dir: dir.to_path_buf(),
+            inbox,
         }
     }
 
     /// The directory to mount over `/run/systemd`.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        &self.dir
     }
 
+    /// Every entry, including those of every datagram sent before the call.
     pub fn entries(&self) -> Vec<Entry> {
-        self.inner.entries.lock().unwrap().clone()
+        self.inbox.items()
     }
 
     /// The entries from `pid` (every sender: `None`), one line each.
@@ -127,57 +78,10 @@ impl FakeJournal {
             .collect()
     }
 
-    /// Returns once every datagram sent before the call has been read: a
-    /// datagram socket delivers in order, so a mark sent now comes after
-    /// them.
+    /// Returns once every datagram sent before the call has been read.
     pub fn sync(&self) {
-        let before = *self.inner.marks.lock().unwrap();
-        let sender = UnixDatagram::unbound().unwrap();
-        sender
-            .send_to(MARK, self.inner.dir.join("journal/socket"))
-            .expect("marking the journal");
-        let end = std::time::Instant::now() + Duration::from_secs(10);
-        while *self.inner.marks.lock().unwrap() == before {
-            assert!(std::time::Instant::now() < end, "the fake journal stalled");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.inbox.sync();
     }
-}
-
-/// One datagram: the sender's PID and the payload, read from the memfd
-/// when one was passed instead (entries too large for a datagram).
-fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> Option<(i32, Vec<u8>)> {
-    let mut cmsg = nix::cmsg_space!(UnixCredentials, [std::os::fd::RawFd; 1]);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .ok()?;
-    let len = msg.bytes;
-    let mut pid = 0;
-    let mut memfd = None;
-    for c in msg.cmsgs().ok()? {
-        match c {
-            ControlMessageOwned::ScmCredentials(cred) => pid = cred.pid(),
-            ControlMessageOwned::ScmRights(fds) => {
-                // SAFETY: the kernel just installed this descriptor for us.
-                memfd = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
-            }
-            _ => {}
-        }
-    }
-    let payload = match memfd {
-        Some(fd) => {
-            let mut data = Vec::new();
-            std::fs::File::from(fd).read_to_end(&mut data).ok()?;
-            data
-        }
-        None => buf[..len].to_vec(),
-    };
-    Some((pid, payload))
 }
 
 /// `KEY=value\n`, or `KEY\n` + little-endian u64 length + value + `\n` for
@@ -214,6 +118,9 @@ fn parse(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::MsgFlags;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixDatagram;
 
     #[test]
     fn parses_both_field_forms() {

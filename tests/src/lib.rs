@@ -10,6 +10,7 @@ pub mod faults;
 pub mod handoff;
 pub mod helm;
 pub mod http;
+mod inbox;
 pub mod journal;
 pub mod measure;
 pub mod memory;

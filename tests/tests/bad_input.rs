@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use catalyst_bootstrap_tests::sandbox::{DEPLOYMENT_ID, Finished, Sandbox};
+use catalyst_bootstrap_tests::sandbox::{Agent, DEPLOYMENT_ID, Finished, Sandbox};
 
 async fn check(sb: &Sandbox, args: &[&str]) -> Finished {
     sb.spawn(args).finish().await
@@ -98,19 +98,9 @@ async fn invalid_values_name_the_key_and_the_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_file_and_missing_key() {
     let sb = Sandbox::new();
-    let out = sb
-        .command(&["run"])
-        .arg("--config")
-        .arg(sb.path("absent.yaml"))
-        .output()
-        .await
-        .unwrap();
-    let out = Finished {
-        code: out.status.code(),
-        stdout: String::new(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-        journal_entries: 0,
-    };
+    let mut cmd = sb.command(&["run"]);
+    cmd.arg("--config").arg(sb.path("absent.yaml"));
+    let out = Agent::spawn(cmd).finish().await;
     assert_refused(&sb, &out, &["absent.yaml does not exist"]);
 
     let sb = Sandbox::new();

@@ -28,6 +28,8 @@ pub struct Agent {
 
 #[derive(Debug)]
 pub struct Finished {
+    /// Its PID: what it sent the journal and `NOTIFY_SOCKET` carries it.
+    pub pid: i32,
     pub code: Option<i32>,
     pub stdout: String,
     /// With `spawn_journaled`, its journal entries too, one line each.
@@ -134,6 +136,7 @@ impl Agent {
                 .count()
         });
         Finished {
+            pid: self.pid,
             code: status.code(),
             stdout: self.stdout.lock().unwrap().clone(),
             stderr: self.stderr(),

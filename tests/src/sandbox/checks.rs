@@ -97,12 +97,12 @@ impl Sandbox {
         }
     }
 
-    /// Every sd_notify datagram from the `from`-th on (one run's) is the
-    /// agent's own `KEY=value` lines; `READY=1` comes at most once, with
-    /// the agent's own words: the critical work done, or the whole job.
-    pub fn assert_notify_well_formed(&self, from: usize) {
+    /// Every sd_notify datagram of one run (process `pid`) is the agent's
+    /// own `KEY=value` lines; `READY=1` comes at most once, with the
+    /// agent's own words: the critical work done, or the whole job.
+    pub fn assert_notify_well_formed(&self, pid: i32) {
         const KEYS: &[&str] = &["STATUS", "READY", "STOPPING", "EXTEND_TIMEOUT_USEC"];
-        let messages = self.notify.messages().split_off(from);
+        let messages = self.notify.messages_of(pid);
         let mut ready = 0;
         for (i, message) in messages.iter().enumerate() {
             for line in message.lines() {
