@@ -76,8 +76,11 @@ grouped(ax, refused, lambda s: s["capture_after_recovery_ms"] / 1000, "s",
         "catalyst-api unreachable (connection refused)\nrecovery → kubeconfig captured",
         worst=lambda s: s["capture_after_recovery_max_ms"] / 1000)
 ax.set_ylabel("s (median; whisker: worst run)")
-ax.axhline(1, color=TARGET, linestyle="--", linewidth=1.5, label="target: agent < 1 s")
-ax.set_ylim(0, max(r["shell"]["capture_after_recovery_max_ms"] for r in refused) / 1000 * 1.2)
+# A shell node at a random phase of its 10 s cadence: 5 s at the median,
+# 10 s at worst.
+ax.axhline(5, color=TARGET, linestyle="--", linewidth=1.5, label="target: agent's median ≤ 5 s")
+ax.axhline(10, color=TARGET, linestyle=":", linewidth=1.5, label="target: agent's worst ≤ 10 s")
+ax.set_ylim(0, 12.5)
 ax.legend(fontsize=9, loc="upper right")
 
 ax = axes[1][2]
@@ -88,18 +91,20 @@ grouped(ax, overloaded, lambda s: s["requests_during"], "requests",
         f"shell +{r['shell']['capture_after_recovery_ms'] / 1000:.1f} s")
 ax.set_ylabel("requests (median)")
 ax.set_xlabel("+ s: kubeconfig captured that long after recovery", fontsize=9)
-ax.set_ylim(0, max(r["shell"]["requests_during"] for r in overloaded) * 1.3)
-# The target is relative: the agent's bar no higher than the shell's.
-ax.plot([], [], color=TARGET, linestyle="--", label="target: agent ≤ shell")
+ax.set_ylim(0, max(r["shell"]["requests_during"] for r in overloaded) * 1.6)
+# The target is relative: the agent's bar at most 4/3 of the shell's (its
+# cadence is three quarters of the shell's).
+ax.plot([], [], color=TARGET, linestyle="--", label="target: agent ≤ 4/3 × shell")
 for x, r in enumerate(overloaded):
-    ax.plot([x - 0.41, x + 0.41], [r["shell"]["requests_during"]] * 2, color=TARGET,
+    ax.plot([x - 0.41, x + 0.41], [r["shell"]["requests_during"] * 4 / 3] * 2, color=TARGET,
             linestyle="--", linewidth=1.5)
 ax.legend(fontsize=9, loc="upper left")
 
 fig.suptitle(
     "catalyst-bootstrap vs. the cloud-init shell it replaces (lower is better; dashed green = target)\n"
     f"{results['date']}, commit {results['commit']}, {results['machine']['cores']} cores; "
-    f"medians of {len(h['agent']['samples']['wall_ms'])} runs, outages of {results['outage_runs']}",
+    f"medians of {len(h['agent']['samples']['wall_ms'])} runs, outages of {results['outage_runs']} "
+    f"(each + a random phase); 1-min load average {results['load']['before']} before",
     fontsize=12,
 )
 fig.tight_layout()
