@@ -16,8 +16,8 @@ fn benchmark_smoke_runs_both_tools_through_every_measurement() {
         "| healthy path, CPU |",
         "| healthy path, peak RSS",
         "| critical path:",
-        "| catalyst-api unreachable for 1 s |",
-        "| catalyst-api overloaded (503) for 1 s |",
+        "| catalyst-api unreachable for 1 s (+ a random phase) |",
+        "| catalyst-api overloaded (503) for 1 s (+ a random phase) |",
         "| static binary |",
     ] {
         assert!(table.contains(row), "{row:?} missing from:\n{table}");

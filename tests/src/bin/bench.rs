@@ -320,8 +320,7 @@ fn markdown(r: &Value) -> String {
     let (a, s) = (&h["agent"], &h["shell"]);
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let mut out = format!(
-        "Taken {} on commit {}; {} cores, {}; kubectl {}. Medians of {} runs each ({} for each outage), alternating. \
-         One-minute load average before the run {} (refused above {}), {} at its end.\n\n",
+        "Taken {} on commit {}; {} cores, {}; kubectl {}. Medians of {} runs each ({} for each outage), alternating. {}\n\n",
         r["date"].as_str().unwrap_or(""),
         r["commit"].as_str().unwrap_or(""),
         r["machine"]["cores"],
@@ -329,9 +328,13 @@ fn markdown(r: &Value) -> String {
         r["machine"]["kubectl"].as_str().unwrap_or(""),
         r["runs"],
         r["outage_runs"],
-        r["load"]["before"],
-        r["load"]["max"],
-        r["load"]["after"],
+        match (&r["load"]["before"], &r["load"]["max"]) {
+            (Value::Number(before), Value::Number(max)) => format!(
+                "One-minute load average before the run {before} (refused above {max}), {} at its end.",
+                r["load"]["after"]
+            ),
+            _ => "The load average before the run was not read: run it through bench/run.".into(),
+        },
     );
     out +=
         "| measure | agent | shell | shell ÷ agent | target | met |\n|---|---|---|---|---|---|\n";
