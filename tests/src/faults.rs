@@ -414,6 +414,13 @@ pub fn invariants(
         _ => assert!(!done || expected == Some(0), "{name}: marked done"),
     }
 
+    // Every run says something to systemd: checks that filter on the
+    // run's PID must not pass on nothing.
+    assert!(
+        !sb.notify.messages_of(out.pid).is_empty(),
+        "{name}: no sd_notify datagram from the run's PID {}",
+        out.pid
+    );
     // The last STATUS= of this run's process explains the outcome: what
     // `systemctl status` would show (a twin's words are not heard).
     if let Some(code) = expected {

@@ -4,11 +4,12 @@
 //! before it asked. The fake journald and the fake `NOTIFY_SOCKET` are both
 //! one.
 
+use std::collections::HashSet;
 use std::io::{IoSliceMut, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -16,8 +17,9 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
 };
 
-/// What `sync` sends; neither the agent nor journald's clients send it.
-const MARK: &[u8] = b"FAKE_INBOX_SYNC=1\n";
+/// What `sync` sends, followed by the mark's number; neither the agent nor
+/// journald's clients send it.
+const MARK: &str = "FAKE_INBOX_SYNC=";
 
 /// The socket and what it received. Cheap to clone; the receiving thread
 /// ends with the last clone.
@@ -37,16 +39,11 @@ impl<T> Clone for Inbox<T> {
 
 struct Shared<T> {
     items: Mutex<Vec<T>>,
-    /// `MARK` datagrams read so far, the barrier of `sync`.
-    marks: Mutex<u64>,
+    /// The numbers of the marks read so far, the barrier of `sync`: each
+    /// caller waits for its own, so two at once cannot release each other.
+    marks: Mutex<HashSet<u64>>,
     marked: Condvar,
-    stop: Arc<AtomicBool>,
-}
-
-impl<T> Drop for Shared<T> {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+    next_mark: AtomicU64,
 }
 
 impl<T: Clone + Send + 'static> Inbox<T> {
@@ -62,24 +59,24 @@ impl<T: Clone + Send + 'static> Inbox<T> {
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             items: Mutex::default(),
             marks: Mutex::default(),
             marked: Condvar::new(),
-            stop: stop.clone(),
+            next_mark: AtomicU64::new(0),
         });
-        // The thread holds only a weak handle, so dropping the inbox ends it.
+        // The thread holds only a weak handle: it ends, at its next read
+        // timeout, once the last clone of the inbox is gone.
         let weak = Arc::downgrade(&shared);
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 1 << 20];
-            while !stop.load(Ordering::Relaxed) {
+            while weak.strong_count() > 0 {
                 let Some((pid, payload)) = receive(&socket, &mut buf) else {
                     continue;
                 };
                 let Some(shared) = weak.upgrade() else { break };
-                if payload == MARK {
-                    *shared.marks.lock().unwrap() += 1;
+                if let Some(mark) = mark_number(&payload) {
+                    shared.marks.lock().unwrap().insert(mark);
                     shared.marked.notify_all();
                 } else if let Some(item) = parse(pid, payload) {
                     shared.items.lock().unwrap().push(item);
@@ -107,19 +104,18 @@ impl<T: Clone + Send + 'static> Inbox<T> {
     /// socket's queue is first in, first out, so a mark sent now is read
     /// after them. A process that has exited sent all it ever will.
     pub fn sync(&self) {
+        let mark = self.shared.next_mark.fetch_add(1, Ordering::Relaxed);
         // Not holding the lock while sending: a full queue blocks the send
-        // until the reader, which takes the lock for a mark, drains it. Any
-        // mark counted after `before` was sent after this call began.
-        let before = *self.shared.marks.lock().unwrap();
+        // until the reader, which takes the lock for a mark, drains it.
         UnixDatagram::unbound()
             .unwrap()
-            .send_to(MARK, &self.path)
+            .send_to(format!("{MARK}{mark}\n").as_bytes(), &self.path)
             .unwrap_or_else(|e| panic!("marking {}: {e}", self.path.display()));
         let marks = self.shared.marks.lock().unwrap();
         let (marks, waited) = self
             .shared
             .marked
-            .wait_timeout_while(marks, Duration::from_secs(30), |m| *m == before)
+            .wait_timeout_while(marks, Duration::from_secs(30), |m| !m.contains(&mark))
             .unwrap();
         drop(marks);
         assert!(
@@ -128,6 +124,16 @@ impl<T: Clone + Send + 'static> Inbox<T> {
             self.path.display()
         );
     }
+}
+
+/// The number of a mark `sync` sent, if `payload` is one.
+fn mark_number(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload)
+        .ok()?
+        .strip_prefix(MARK)?
+        .trim_end()
+        .parse()
+        .ok()
 }
 
 /// One datagram: the sender's PID and the payload, read from the memfd

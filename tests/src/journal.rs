@@ -4,7 +4,7 @@
 //! mount namespace. Like journald it takes each sender's PID from the
 //! kernel (`SCM_CREDENTIALS`) and reads large entries from a passed memfd.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::inbox::Inbox;
 
@@ -38,7 +38,7 @@ impl Entry {
 #[derive(Clone)]
 pub struct FakeJournal {
     /// Mounted over `/run/systemd`; the socket is `journal/socket` in it.
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     inbox: Inbox<Entry>,
 }
 

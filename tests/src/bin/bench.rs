@@ -440,7 +440,7 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let runs = if quick { 1 } else { 5 };
     let spans: &[u64] = if quick { &[1] } else { &[5, 30, 120] };
-    // The outage runs take 2 × span each: three of each, not five.
+    // An outage run takes 2 × (span + phase + capture): three of each, not five.
     let outage_runs = if quick { 1 } else { 3 };
     eprintln!("bench: agent {}", agent_binary().display());
     eprintln!("bench: healthy path, {runs} runs each");

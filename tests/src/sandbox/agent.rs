@@ -128,7 +128,6 @@ impl Agent {
             let _ = r.await;
         }
         let journal_entries = self.journal.as_ref().map_or(0, |journal| {
-            journal.sync();
             journal
                 .entries()
                 .iter()
